@@ -1,0 +1,172 @@
+"""LeNet-5's layers as pure forward/backward function pairs (cs231n style).
+
+Every ``*_forward(x, ...)`` returns ``(out, cache)`` and every ``*_backward(dout, cache)`` returns the
+gradient with respect to the input and the layer's parameters. Inside the network feature maps travel
+channels first, batch second: ``(C, N, H, W)`` for maps and ``(D, N)`` for vectors. With that layout
+each layer is one wide matrix product ``(F, C*k*k) @ (C*k*k, N*H*W)`` whose result is already the
+next layer's input, which BLAS runs far faster than the tall, thin ``(N*H*W, C*k*k) @ (C*k*k, F)``
+of the NCHW/NHWC layouts. The public parameter shapes keep the usual ``(F, C, kh, kw)`` order.
+
+The same backward functions give the Gauss-Newton curvature of Appendix C: the second-derivative
+backprop of eqs. 25-27 is the gradient backprop with every multiplier squared (weights, inputs and
+f'(a)). ``*_curvature(d2out, cache)`` functions do exactly that by calling the backward function on a
+squared cache, so the two can never drift apart.
+"""
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+# Scaled hyperbolic tangent f(a) = A tanh(S a), eq. 6 and Appendix A.
+SQUASH_A = 1.7159
+SQUASH_S = 2.0 / 3.0
+
+
+# ---------------------------------------------------------------- convolution (C1, C3, C5)
+def im2col(x, k):
+    """Patches of x ``(C, N, H, W)`` as columns: ``(C*k*k, N*Ho*Wo)``, rows in (C, kh, kw) order."""
+    C, N, H, W = x.shape
+    Ho, Wo = H - k + 1, W - k + 1
+    cols = np.empty((C, k, k, N, Ho, Wo), dtype=x.dtype)
+    for i in range(k):  # k*k slice copies over kernel offsets, never over pixels or samples
+        for j in range(k):
+            cols[:, i, j] = x[:, :, i:i + Ho, j:j + Wo]
+    return cols.reshape(C * k * k, N * Ho * Wo)  # (C,k,k,N,Ho,Wo) -> (C*k*k, N*Ho*Wo), no copy
+
+
+def col2im(dcols, x_shape, k):
+    """Adjoint of ``im2col``: ``(C*k*k, N*Ho*Wo)`` -> ``(C, N, H, W)``, overlaps summed."""
+    C, N, H, W = x_shape
+    Ho, Wo = H - k + 1, W - k + 1
+    dc = dcols.reshape(C, k, k, N, Ho, Wo)  # (C*k*k, N*Ho*Wo) -> (C, k, k, N, Ho, Wo)
+    dx = np.zeros(x_shape, dtype=dcols.dtype)
+    for i in range(k):
+        for j in range(k):
+            dx[:, :, i:i + Ho, j:j + Wo] += dc[:, i, j]
+    return dx
+
+
+def conv_forward(x, w, b):
+    """Valid 2-D convolution (cross-correlation, stride 1) by im2col and one matrix product.
+
+    Parameters: x ``(C, N, H, W)``; w ``(F, C, k, k)``; b ``(F,)``.
+    Returns: a ``(F, N, H-k+1, W-k+1)`` (the weighted sums of eq. 5) and the cache.
+    """
+    C, N, H, W = x.shape
+    F, _, k, _ = w.shape
+    cols = im2col(x, k)  # (C*k*k, N*Ho*Wo)
+    out = w.reshape(F, C * k * k) @ cols  # (F, C*k*k) @ (C*k*k, N*Ho*Wo) -> (F, N*Ho*Wo)
+    out += b[:, None]
+    cache = {"cols": cols, "w": w, "x_shape": x.shape}
+    return out.reshape(F, N, H - k + 1, W - k + 1), cache  # (F, N*Ho*Wo) -> (F, N, Ho, Wo)
+
+
+def conv_backward(dout, cache, need_dx=True):
+    """Gradients of a convolution: dout ``(F, N, Ho, Wo)`` -> (dx ``(C, N, H, W)`` or None, dw, db).
+
+    A shared weight's gradient is the sum over all connections that use it (eq. 19).
+    """
+    cols, w = cache["cols"], cache["w"]
+    F, C, k, _ = w.shape
+    d2 = dout.reshape(F, -1)  # (F, N, Ho, Wo) -> (F, N*Ho*Wo)
+    dw = (d2 @ cols.T).reshape(w.shape)  # (F, C*k*k) -> (F, C, k, k)
+    db = d2.sum(axis=1)
+    if not need_dx:
+        return None, dw, db
+    dcols = w.reshape(F, C * k * k).T @ d2  # (C*k*k, N*Ho*Wo)
+    return col2im(dcols, cache["x_shape"], k), dw, db
+
+
+def conv_curvature(d2out, cache, need_dx=True):
+    """Diagonal Gauss-Newton curvature (eqs. 25, 27): backprop with squared inputs and weights."""
+    sq = {"cols": cache["cols"] ** 2, "w": cache["w"] ** 2, "x_shape": cache["x_shape"]}
+    return conv_backward(d2out, sq, need_dx)
+
+
+# ---------------------------------------------------------------- subsampling (S2, S4)
+def subsample_forward(x, coef, b):
+    """Paper's subsampling: per map, coef * (sum of each 2x2 window, stride 2) + bias (§II.B).
+
+    Parameters: x ``(C, N, H, W)`` with H, W even; coef ``(C,)``; b ``(C,)``.
+    Returns: a ``(C, N, H/2, W/2)`` and the cache.
+    """
+    C, N, H, W = x.shape
+    r = x.reshape(C, N, H, W // 2, 2)  # (C, N, H, W/2, 2): horizontal pairs
+    r = r[..., 0] + r[..., 1]  # (C, N, H, W/2)
+    r = r.reshape(C, N, H // 2, 2, W // 2)  # (C, N, H/2, 2, W/2): vertical pairs
+    s = r[:, :, :, 0] + r[:, :, :, 1]  # (C, N, H/2, W/2): window sums
+    out = s * coef[:, None, None, None] + b[:, None, None, None]
+    return out, {"s": s, "coef": coef}
+
+
+def subsample_backward(dout, cache):
+    """dout ``(C, N, H/2, W/2)`` -> (dx ``(C, N, H, W)``, dcoef ``(C,)``, db ``(C,)``)."""
+    s, coef = cache["s"], cache["coef"]
+    C, N, Hh, Wh = dout.shape
+    dcoef = np.einsum("cnhw,cnhw->c", dout, s)
+    db = dout.sum(axis=(1, 2, 3))
+    ds = dout * coef[:, None, None, None]  # (C, N, H/2, W/2)
+    # every input of a window receives the window's gradient
+    dx = np.broadcast_to(ds[:, :, :, None, :, None], (C, N, Hh, 2, Wh, 2))  # (C, N, H/2, 2, W/2, 2)
+    return dx.reshape(C, N, 2 * Hh, 2 * Wh), dcoef, db  # copy -> (C, N, H, W)
+
+
+def subsample_curvature(d2out, cache):
+    """Curvature through subsampling: inputs' second derivatives scale by coef**2 (App. C)."""
+    return subsample_backward(d2out, {"s": cache["s"] ** 2, "coef": cache["coef"] ** 2})
+
+
+# ---------------------------------------------------------------- full connection (F6)
+def full_forward(x, w, b):
+    """a = w @ x + b. x ``(D, N)`` (features first), w ``(M, D)``, b ``(M,)`` -> a ``(M, N)``."""
+    out = w @ x
+    out += b[:, None]
+    return out, {"x": x, "w": w}
+
+
+def full_backward(dout, cache, need_dx=True):
+    """dout ``(M, N)`` -> (dx ``(D, N)`` or None, dw ``(M, D)``, db ``(M,)``)."""
+    x, w = cache["x"], cache["w"]
+    dw = dout @ x.T
+    db = dout.sum(axis=1)
+    return (w.T @ dout if need_dx else None), dw, db
+
+
+def full_curvature(d2out, cache, need_dx=True):
+    """Curvature through a full layer (eqs. 25, 27)."""
+    return full_backward(d2out, {"x": cache["x"] ** 2, "w": cache["w"] ** 2}, need_dx)
+
+
+# ---------------------------------------------------------------- squashing function
+def squash_forward(a):
+    """x = f(a) = A tanh(S a) (eq. 6), elementwise. Returns (x, cache)."""
+    out = np.tanh(a * SQUASH_S)
+    out *= SQUASH_A
+    return out, {"out": out}
+
+
+def squash_derivative(out):
+    """f'(a) from the output: A S (1 - tanh^2(S a)) = S A - (S / A) x^2."""
+    return SQUASH_S * SQUASH_A - (SQUASH_S / SQUASH_A) * (out * out)
+
+
+def squash_backward(dout, cache):
+    """da = dx * f'(a)."""
+    return dout * squash_derivative(cache["out"])
+
+
+def squash_curvature(d2out, cache):
+    """d2E/da2 = f'(a)^2 d2E/dx2, the f'' term dropped (Gauss-Newton, eq. 27)."""
+    return d2out * squash_derivative(cache["out"]) ** 2
+
+
+# ---------------------------------------------------------------- Euclidean RBF output
+def rbf_forward(x, centres):
+    """y_i = sum_j (x_j - w_ij)^2 (eq. 7). x ``(84, N)``, centres ``(10, 84)`` -> y ``(N, 10)``."""
+    y = (x * x).sum(axis=0)[:, None] - 2.0 * (centres @ x).T + (centres * centres).sum(axis=1)  # (N, 10)
+    return y, {"x": x, "centres": centres}
+
+
+def rbf_backward(dy, cache):
+    """dy ``(N, 10)`` -> dx ``(84, N)``: dE/dx_j = sum_i dE/dy_i 2 (x_j - w_ij). Centres are fixed."""
+    x, centres = cache["x"], cache["centres"]
+    return 2.0 * (x * dy.sum(axis=1) - centres.T @ dy.T)  # (84, N)
