@@ -35,8 +35,8 @@ def normalize_28(u8: np.ndarray) -> np.ndarray:
     """Pad a 28x28 uint8 digit (ink 255 on 0) to the network's input, as the training data.
 
     x = -0.1 + 1.275 * p / 255, so background is -0.1 and full ink 1.175 [P §II.B]; the 2-pixel
-    border added on every side is background. Computed in float64, returned as float32.
-    (lenet5/prepare.py does the same for a whole batch.)
+    border added on every side is background. Computed in float32 in the same order as the
+    batch version in lenet5/prepare.py, so both give bit-identical inputs.
 
     Parameters
     ----------
@@ -49,9 +49,10 @@ def normalize_28(u8: np.ndarray) -> np.ndarray:
     p = np.asarray(u8)
     if p.shape != (FIELD, FIELD):
         raise Lenet5Error(f"normalize_28 expects a (28, 28) array, got shape {p.shape}")
-    x = np.full((1, FIELD + 2 * PAD, FIELD + 2 * PAD), -0.1)  # (1, 32, 32)
-    x[0, PAD:PAD + FIELD, PAD:PAD + FIELD] = -0.1 + 1.275 * p.astype(np.float64) / 255.0
-    return x.astype(np.float32)
+    x = np.full((1, FIELD + 2 * PAD, FIELD + 2 * PAD), np.float32(-0.1))  # (1, 32, 32) float32
+    step = np.float32((1.175 - -0.1) / 255)  # 1.275 / 255, rounded to float32 as in prepare.py
+    x[0, PAD:PAD + FIELD, PAD:PAD + FIELD] = p.astype(np.float32) * step + np.float32(-0.1)
+    return x
 
 
 def load_digit(path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
