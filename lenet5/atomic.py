@@ -15,6 +15,9 @@ import numpy as np
 
 from .errors import Lenet5Error
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 @contextlib.contextmanager
 def atomic_path(path):
@@ -24,6 +27,7 @@ def atomic_path(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
     except OSError as e:
         raise Lenet5Error(f"cannot write {path}: {e.strerror or e}") from e
     tmp = Path(tmp)

@@ -68,7 +68,7 @@ def conv_backward(dout, cache, need_dx=True):
     cols, w = cache["cols"], cache["w"]
     F, C, k, _ = w.shape
     d2 = dout.reshape(F, -1)  # (F, N, Ho, Wo) -> (F, N*Ho*Wo)
-    dw = (d2 @ cols.T).reshape(w.shape)  # (F, C*k*k) -> (F, C, k, k)
+    dw = (cols @ d2.T).T.reshape(w.shape)  # (C*k*k, F).T -> (F, C*k*k) -> (F, C, k, k); BLAS likes this order
     db = d2.sum(axis=1)
     if not need_dx:
         return None, dw, db
@@ -106,8 +106,8 @@ def subsample_backward(dout, cache):
     db = dout.sum(axis=(1, 2, 3))
     ds = dout * coef[:, None, None, None]  # (C, N, H/2, W/2)
     # every input of a window receives the window's gradient
-    dx = np.broadcast_to(ds[:, :, :, None, :, None], (C, N, Hh, 2, Wh, 2))  # (C, N, H/2, 2, W/2, 2)
-    return dx.reshape(C, N, 2 * Hh, 2 * Wh), dcoef, db  # copy -> (C, N, H, W)
+    dx = ds.repeat(2, axis=3).repeat(2, axis=2)  # (C, N, H/2, W/2) -> (C, N, H, W)
+    return dx, dcoef, db
 
 
 def subsample_curvature(d2out, cache):
@@ -139,7 +139,8 @@ def full_curvature(d2out, cache, need_dx=True):
 # ---------------------------------------------------------------- squashing function
 def squash_forward(a):
     """x = f(a) = A tanh(S a) (eq. 6), elementwise. Returns (x, cache)."""
-    out = np.tanh(a * SQUASH_S)
+    out = a * SQUASH_S
+    np.tanh(out, out=out)
     out *= SQUASH_A
     return out, {"out": out}
 

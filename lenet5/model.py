@@ -135,10 +135,15 @@ class LeNet5:
 
     def loss_and_grads(self, x, labels, criterion="mse", j=0.1):
         """Mean loss over the batch (eq. 8 or 9) and its gradient for every parameter."""
+        loss, grads, _ = self.loss_grads_and_outputs(x, labels, criterion, j)
+        return loss, grads
+
+    def loss_grads_and_outputs(self, x, labels, criterion="mse", j=0.1):
+        """As ``loss_and_grads``, also returning the penalties y ``(N, 10)`` (for on-the-fly error)."""
         y, c = self._forward(x)
         loss, dy = loss_and_dy(y, np.asarray(labels), criterion, j)
         d = L.rbf_backward(dy.astype(self.dtype, copy=False), c["RBF"])
-        return loss, self._backprop(d, c)
+        return loss, self._backprop(d, c), y
 
     def curvature(self, x):
         """Per-parameter h_kk, averaged over the patterns of x (eqs. 23-27, Gauss-Newton).

@@ -207,21 +207,25 @@ def read_log_csv(path) -> list[dict]:
     return rows
 
 
+def write_log_csv(path, rows: list[dict]) -> None:
+    """Write the whole training log (header + one line per row) atomically."""
+    lines = [",".join(LOG_FIELDS)]
+    for row in rows:
+        missing = [k for k in LOG_FIELDS if k not in row]
+        if missing:
+            raise Lenet5Error(f"training log row: expected keys {', '.join(LOG_FIELDS)}, missing {', '.join(missing)}")
+        try:
+            lines.append(",".join([str(int(row["epoch"]))] + [repr(float(row[k])) for k in LOG_FIELDS[1:]]))
+        except (TypeError, ValueError) as e:
+            raise Lenet5Error(f"training log row: expected numbers, got {row}") from e
+    write_text(path, "\n".join(lines) + "\n")
+
+
 def append_log_csv(path, row: dict) -> None:
     """Append one epoch's row to the training log, rewriting the small file atomically.
 
     The header is written when the file is new; an existing file is checked first (``read_log_csv``)
     so a malformed log is never extended.
     """
-    missing = [k for k in LOG_FIELDS if k not in row]
-    if missing:
-        raise Lenet5Error(f"training log row: expected keys {', '.join(LOG_FIELDS)}, missing {', '.join(missing)}")
-    try:
-        cells = [str(int(row["epoch"]))] + [repr(float(row[k])) for k in LOG_FIELDS[1:]]
-    except (TypeError, ValueError) as e:
-        raise Lenet5Error(f"training log row: expected numbers, got {row}") from e
     rows = read_log_csv(path) if Path(path).exists() else []  # new file: header only
-    lines = [",".join(LOG_FIELDS)]
-    lines += [",".join([str(r["epoch"])] + [repr(r[k]) for k in LOG_FIELDS[1:]]) for r in rows]
-    lines.append(",".join(cells))
-    write_text(path, "\n".join(lines) + "\n")
+    write_log_csv(path, rows + [row])

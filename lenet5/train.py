@@ -1,0 +1,178 @@
+"""The training loop: SDLM passes over the training set, a checkpoint after every pass, exact resume.
+
+Each pass (epoch): estimate the curvature on ``hessian_samples`` patterns, fix the step sizes
+(Appendix C), visit the training set in a fresh random order in mini-batches, measure the training
+error on the fly (as the paper does, §III.A) and the test error after the pass, then write a
+checkpoint atomically. The checkpoint holds the weights, momentum buffers, the random generator's
+state, the log so far and a fingerprint of everything that shaped training (parameters and data), so
+a run interrupted at any moment resumes from its last complete pass and ends bitwise identical to an
+uninterrupted one. A checkpoint with another fingerprint is never used.
+"""
+
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .checkpoint import load_arrays
+from .config import params_fingerprint
+from .distort import distort_batch
+from .errors import Lenet5Error
+from .model import DTYPES, PARAM_SHAPES, LeNet5
+from .sdlm import eta_for_epoch, sdlm_update, step_sizes, zero_velocity
+
+LOG_KEYS = ("epoch", "train_loss", "train_error", "test_error", "lr", "seconds")
+
+
+class TrainingDiverged(Lenet5Error):
+    """The loss became NaN or infinite."""
+
+
+def data_digest(*arrays):
+    """A short hash of the training/test arrays (shapes, dtypes and bytes)."""
+    h = hashlib.blake2b(digest_size=16)
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.shape}{a.dtype}".encode())
+        h.update(a.data)
+    return h.hexdigest()
+
+
+def training_fingerprint(lr_scale, train, distort, digest):
+    """Fingerprint of what shapes the weights. ``epochs`` is left out on purpose: the schedule does
+    not depend on it, so a finished 20-epoch run can be extended to 25 and still match a fresh one."""
+    t = train.to_dict()
+    t.pop("epochs")
+    return params_fingerprint({"lr_scale": lr_scale, "train": t, "distort": distort.to_dict(), "data": digest})
+
+
+def _resume(path, fingerprint, dtype, echo):
+    """Load ``path`` if it is a complete checkpoint with this fingerprint, else None (with a message)."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        params, extra = load_arrays(path, PARAM_SHAPES, DTYPES)
+    except Lenet5Error as e:
+        echo(f"ignoring checkpoint: {e}; starting fresh")
+        return None
+    needed = {"epoch", "fingerprint", "rng_state", "log"}
+    if not needed <= set(extra):
+        echo(f"ignoring checkpoint {path}: it lacks training state {sorted(needed - set(extra))}; starting fresh")
+        return None
+    if str(extra["fingerprint"]) != fingerprint:
+        echo(f"ignoring checkpoint {path}: made with other parameters or data; starting fresh")
+        return None
+    if params["C1.weight"].dtype.name != dtype:
+        echo(f"ignoring checkpoint {path}: dtype {params['C1.weight'].dtype} differs from {dtype}; starting fresh")
+        return None
+    return params, extra
+
+
+def _progress(enabled, total, description):
+    """A rich progress bar on a terminal, else None."""
+    if not (enabled and sys.stderr.isatty()):
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("loss {task.fields[loss]:.4f}  {task.fields[speed]:.0f} img/s"),
+                   TimeRemainingColumn(), transient=True)
+    bar.start()
+    bar.add_task(description, total=total, loss=float("nan"), speed=0.0)
+    return bar
+
+
+def _echo(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def fit(train_x, train_y, test_x, test_y, lr_scale, train, distort, checkpoint_path,
+        progress=True, echo=_echo, on_epoch=None):
+    """Train LeNet-5 with SDLM, resuming from ``checkpoint_path`` when it matches.
+
+    Parameters: train_x ``(N, 1, 32, 32)`` float32, train_y ``(N,)`` ints 0-9, likewise the test set;
+    ``lr_scale`` float; ``train`` a ``TrainParams``; ``distort`` a ``DistortParams``;
+    ``on_epoch(row)`` is called after each checkpoint (tests use it to interrupt).
+    Returns: (net, log rows), one row per epoch with ``LOG_KEYS``.
+    """
+    fingerprint = training_fingerprint(lr_scale, train, distort, data_digest(train_x, train_y, test_x, test_y))
+    rng = np.random.default_rng(train.seed)
+    net = LeNet5(seed=train.seed, dtype=train.dtype)
+    velocity = zero_velocity(net.params) if train.momentum else None
+    rows, start = [], 0
+    state = _resume(checkpoint_path, fingerprint, train.dtype, echo)
+    if state is not None:
+        params, extra = state
+        done = int(extra["epoch"])
+        if done > train.epochs:
+            echo(f"checkpoint {checkpoint_path} is at epoch {done}, beyond epochs={train.epochs}; starting fresh")
+        else:
+            net = LeNet5.from_params(params)
+            rng.bit_generator.state = json.loads(str(extra["rng_state"]))
+            if velocity is not None:
+                velocity = {k: extra[f"velocity/{k}"].astype(net.dtype) for k in net.params}
+            rows = [dict(zip(LOG_KEYS, (int(r[0]), *map(float, r[1:])))) for r in extra["log"]]
+            start = done
+            echo(f"resuming from checkpoint {checkpoint_path} after epoch {done}")
+    n, bs = len(train_x), train.batch_size
+    for epoch in range(start + 1, train.epochs + 1):
+        t0 = time.perf_counter()
+        eta = eta_for_epoch(epoch, lr_scale)
+        pick = rng.choice(n, size=min(train.hessian_samples, n), replace=False)
+        steps = step_sizes(net.curvature(_augment(train_x[pick], rng, distort)), eta, train.mu)
+        order = rng.permutation(n)
+        nb = (n + bs - 1) // bs
+        bar = _progress(progress, nb, f"epoch {epoch}/{train.epochs}")
+        loss_sum, errors = 0.0, 0
+        try:
+            for b in range(nb):
+                idx = order[b * bs:(b + 1) * bs]
+                xb, yb = _augment(train_x[idx], rng, distort), train_y[idx]
+                loss, grads, y = net.loss_grads_and_outputs(xb, yb, train.criterion, train.j)
+                if not np.isfinite(loss):
+                    raise TrainingDiverged(
+                        f"training diverged at epoch {epoch}, batch {b + 1}/{nb}: loss is {loss} "
+                        f"(lr_scale={lr_scale} too large?); the last good checkpoint {checkpoint_path} "
+                        f"(epoch {epoch - 1}) is kept")
+                loss_sum += loss * len(idx)
+                errors += int((y.argmin(axis=1) != yb).sum())
+                sdlm_update(net.params, grads, steps, velocity, train.momentum)
+                if bar is not None and (b % 20 == 0 or b == nb - 1):
+                    seen = min((b + 1) * bs, n)
+                    bar.update(0, completed=b + 1, loss=loss_sum / seen,
+                               speed=seen / (time.perf_counter() - t0))
+        finally:
+            if bar is not None:
+                bar.stop()
+        test_error = float((net.predict(test_x) != test_y).mean()) if len(test_x) else float("nan")
+        row = {"epoch": epoch, "train_loss": loss_sum / n, "train_error": errors / n,
+               "test_error": test_error, "lr": eta, "seconds": time.perf_counter() - t0}
+        rows.append(row)
+        _save_checkpoint(checkpoint_path, net, velocity, rng, rows, fingerprint)
+        echo(f"epoch {epoch:2d}/{train.epochs}  eta {eta:.2e}  loss {row['train_loss']:.4f}  "
+             f"train error {100 * row['train_error']:.2f}%  test error {100 * test_error:.2f}%  "
+             f"{row['seconds']:.1f} s ({n / row['seconds']:.0f} img/s)")
+        if on_epoch is not None:
+            on_epoch(row)
+    return net, rows
+
+
+def _augment(x, rng, distort):
+    """Distorted copies of x when distortions are enabled (drawn from ``rng``), else x itself."""
+    if not distort.enabled:
+        return x
+    return distort_batch(x, rng, distort.translate, distort.scale, distort.squeeze, distort.shear)
+
+
+def _save_checkpoint(path, net, velocity, rng, rows, fingerprint):
+    """Everything needed to resume, in one atomically written ``.npz``."""
+    extra = {"epoch": np.int64(rows[-1]["epoch"]), "fingerprint": np.array(fingerprint),
+             "rng_state": np.array(json.dumps(rng.bit_generator.state)),
+             "log": np.array([[r[k] for k in LOG_KEYS] for r in rows], dtype=np.float64)}
+    for k, v in (velocity or {}).items():
+        extra[f"velocity/{k}"] = v
+    net.save(path, extra)
