@@ -12,3 +12,11 @@ class Lenet5Error(Exception):
     def __init__(self, message: str):
         # keep it one line, whatever the caller passed
         super().__init__(" ".join(str(message).split()))
+
+
+def describe(exc: BaseException) -> str:
+    """The one line shown for a known failure (``Lenet5Error`` or an ``OSError``)."""
+    if isinstance(exc, OSError) and not isinstance(exc, Lenet5Error):
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror or exc}{where}"
+    return str(exc)

@@ -96,7 +96,7 @@ def fit(train_x, train_y, test_x, test_y, lr_scale, train, distort, checkpoint_p
 
     Parameters: train_x ``(N, 1, 32, 32)`` float32, train_y ``(N,)`` ints 0-9, likewise the test set;
     ``lr_scale`` float; ``train`` a ``TrainParams``; ``distort`` a ``DistortParams``;
-    ``on_epoch(row)`` is called after each checkpoint (tests use it to interrupt).
+    ``on_epoch(rows)`` is called with the log so far after each checkpoint (and once on resume).
     Returns: (net, log rows), one row per epoch with ``LOG_KEYS``.
     """
     fingerprint = training_fingerprint(lr_scale, train, distort, data_digest(train_x, train_y, test_x, test_y))
@@ -118,6 +118,8 @@ def fit(train_x, train_y, test_x, test_y, lr_scale, train, distort, checkpoint_p
             rows = [dict(zip(LOG_KEYS, (int(r[0]), *map(float, r[1:])))) for r in extra["log"]]
             start = done
             echo(f"resuming from checkpoint {checkpoint_path} after epoch {done}")
+            if on_epoch is not None:
+                on_epoch(rows)
     n, bs = len(train_x), train.batch_size
     for epoch in range(start + 1, train.epochs + 1):
         t0 = time.perf_counter()
@@ -157,7 +159,7 @@ def fit(train_x, train_y, test_x, test_y, lr_scale, train, distort, checkpoint_p
              f"train error {100 * row['train_error']:.2f}%  test error {100 * test_error:.2f}%  "
              f"{row['seconds']:.1f} s ({n / row['seconds']:.0f} img/s)")
         if on_epoch is not None:
-            on_epoch(row)
+            on_epoch(rows)
     return net, rows
 
 

@@ -1,0 +1,78 @@
+"""Speed and memory benchmark: one training epoch and one inference pass on MNIST-shaped data.
+
+``lenet5 bench`` prints one JSON line. The data are random images of MNIST's shape and value range
+(the cost of a pass does not depend on the pixels), so the benchmark needs no download. Training
+does what ``fit`` does per batch: forward, backward, SDLM update, after one curvature estimate.
+"""
+
+import json
+import os
+import platform
+import resource
+import time
+
+import numpy as np
+
+from .model import LeNet5
+from .perf import tune_allocator
+from .sdlm import sdlm_update, step_sizes
+
+
+def _blas_threads(threads):
+    """A context limiting BLAS threads (0 = leave as is) and the count in force."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    ctx = threadpool_limits(limits=threads, user_api="blas") if threads else None
+    info = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+    return ctx, (info[0]["num_threads"] if info else None), (info[0].get("internal_api") if info else None)
+
+
+def run_bench(batch_size=256, dtype="float32", images=60000, threads=0, repeat=1, infer_batch=1000, seed=0):
+    """Time ``repeat`` training epochs (best kept) and inference; returns a JSON-ready dict."""
+    tune_allocator()
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-0.1, 1.175, size=(images, 1, 32, 32)).astype(dtype)
+    y = rng.integers(0, 10, size=images)
+    ctx, n_threads, blas = _blas_threads(threads)
+    try:
+        net = LeNet5(seed=seed, dtype=dtype)
+        steps = step_sizes(net.curvature(x[:500]), 1e-5, 1.0)  # tiny steps: the weights stay sane
+        net.loss_and_grads(x[:batch_size], y[:batch_size])  # warm-up
+        epoch = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            for i in range(0, images, batch_size):
+                _, grads = net.loss_and_grads(x[i:i + batch_size], y[i:i + batch_size])
+                sdlm_update(net.params, grads, steps)
+            epoch.append(time.perf_counter() - t0)
+        net.forward(x[:infer_batch])  # warm-up
+        infer = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            for i in range(0, images, infer_batch):
+                net.forward(x[i:i + infer_batch])
+            infer.append(time.perf_counter() - t0)
+    finally:
+        if ctx is not None:
+            ctx.restore_original_limits()
+    return {
+        "framework": "lenet5-numpy",
+        "numpy_version": np.__version__,
+        "blas": blas,
+        "train_images_per_s": round(images / min(epoch), 1),
+        "epoch_seconds": round(min(epoch), 3),
+        "infer_images_per_s": round(images / min(infer), 1),
+        "dtype": dtype,
+        "batch_size": batch_size,
+        "infer_batch_size": infer_batch,
+        "threads": n_threads,
+        "images": images,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "cpu": platform.processor() or platform.machine(),
+        "cpus_available": len(os.sched_getaffinity(0)),
+    }
+
+
+def main(**kwargs):
+    """Run the benchmark and print one JSON line."""
+    print(json.dumps(run_bench(**kwargs)))
