@@ -85,11 +85,14 @@ def run_train(params, layout=Layout(), progress=True):
     from .plots import write_log_csv
     from .train import fit
 
+    from threadpoolctl import threadpool_limits
+
     tune_allocator()
     tx, ty, vx, vy = load_prepared(layout.prepared)
     t0 = time.perf_counter()
-    net, rows = fit(tx, ty, vx, vy, params.lr_scale, params.train, params.distort, layout.checkpoint,
-                    progress=progress, on_epoch=lambda rows: write_log_csv(layout.train_log, rows))
+    with threadpool_limits(limits=params.train.threads or None, user_api="blas"):
+        net, rows = fit(tx, ty, vx, vy, params.lr_scale, params.train, params.distort, layout.checkpoint,
+                        progress=progress, on_epoch=lambda rows: write_log_csv(layout.train_log, rows))
     write_log_csv(layout.train_log, rows)
     net.save(layout.model)
     seconds = sum(r["seconds"] for r in rows)
