@@ -1,0 +1,162 @@
+"""Shared test helpers: the project root, the real-MNIST mirror, and throwaway DVC repositories.
+
+``dvc_repo`` copies the project's files (tracked, plus untracked files git does not ignore) into a
+fresh git repository with reduced parameters, so ``dvc repro`` runs the real pipeline in seconds.
+DVC runs in a subprocess with analytics off, its own site-cache and global-config folders, no
+global git config, and ``PYTHONPATH`` on the copy, so the stages run the copied code.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+MNIST_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+               "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+# params for a pipeline run of a few seconds (section.key -> value)
+REDUCED_PARAMS = {"preprocess.train_limit": 600, "preprocess.test_limit": 300,
+                  "train.epochs": 2, "train.batch_size": 32, "evaluate.gallery": 8}
+
+
+def mnist_dir() -> Path:
+    """$MNIST_MIRROR when it is a folder, else ``<root>/../shared/mnist``."""
+    env = os.environ.get("MNIST_MIRROR", "")
+    if env and Path(env).is_dir():
+        return Path(env)
+    return ROOT.parent / "shared" / "mnist"
+
+
+MNIST_DIR = mnist_dir()
+HAVE_MNIST = all((MNIST_DIR / f"{n}.gz").is_file() or (MNIST_DIR / n).is_file() for n in MNIST_NAMES)
+skip_without_mnist = pytest.mark.skipif(not HAVE_MNIST, reason=f"real MNIST not found in {MNIST_DIR}")
+
+
+def needs_mnist(test):
+    """Decorator: mark ``test`` as needing real MNIST and skip it when the mirror is absent."""
+    return skip_without_mnist(pytest.mark.mnist(test))
+
+
+def _venv_bin() -> Path:
+    """The folder of the running interpreter's scripts (``dvc``, ``lenet5``, ``python``)."""
+    local = ROOT / ".venv" / "bin"
+    return local if (local / "dvc").exists() else Path(sys.executable).parent
+
+
+VENV_BIN = _venv_bin()
+
+
+def set_params(path, updates: dict) -> None:
+    """Edit ``params.yaml`` text in place so its comments stay; ``updates`` maps ``key`` or
+    ``section.key`` to a new value (lists are written in flow style). Fails if a key is missing."""
+    path = Path(path)
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    for dotted, value in updates.items():
+        *section, key = dotted.split(".")
+        start, indent = 0, ""
+        if section:
+            start = 1 + next(i for i, ln in enumerate(lines) if re.match(rf"{section[0]}:\s*(#.*)?$", ln))
+            indent = "  "
+        stop = next((j for j in range(start, len(lines)) if section and re.match(r"[^\s#]", lines[j])), len(lines))
+        pat = re.compile(rf"{indent}{re.escape(key)}:\s*[^#\n]*?(\s*#.*)?$")
+        i = next((i for i in range(start, stop) if pat.match(lines[i].rstrip("\n"))), None)
+        if i is None:
+            raise KeyError(f"{path}: no key {dotted}")
+        m = pat.match(lines[i].rstrip("\n"))
+        end = i + 1
+        while end < len(lines) and re.match(rf"{indent}\s+- ", lines[end]):  # a block list's items
+            end += 1
+        lines[i:end] = [f"{indent}{key}: {json.dumps(value)}{m.group(1) or ''}\n"]
+    path.write_text("".join(lines), encoding="utf-8")
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    for dotted, value in updates.items():
+        node = data
+        for part in dotted.split("."):
+            node = node[part]
+        assert node == value, f"{path}: {dotted} is {node!r} after the edit, expected {value!r}"
+
+
+def dvc_env(home: Path, mirror=MNIST_DIR) -> dict:
+    """Environment for dvc/git subprocesses; ``mirror=None`` leaves MNIST_MIRROR unset."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("GIT_", "DVC_")) and k not in ("MNIST_MIRROR", "LENET5_DEBUG", "PYTHONPATH")}
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "gitconfig").touch()
+    env.update(DVC_NO_ANALYTICS="1", PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
+               GIT_CONFIG_GLOBAL=str(home / "gitconfig"), GIT_CONFIG_NOSYSTEM="1",
+               DVC_SITE_CACHE_DIR=str(home / "site-cache"), DVC_GLOBAL_CONFIG_DIR=str(home / "dvc-global"),
+               PYTHONDONTWRITEBYTECODE="1")
+    if mirror is not None:
+        env["MNIST_MIRROR"] = str(mirror)
+    return env
+
+
+class DvcRepo:
+    """A throwaway git + DVC repository holding a copy of the project."""
+
+    def __init__(self, path: Path, home: Path, mirror=MNIST_DIR):
+        self.path, self.home = Path(path), Path(home)
+        self.env = dvc_env(self.home, mirror)
+        self.env["PYTHONPATH"] = str(self.path)  # the stages import the copied lenet5, not the editable one
+
+    def run(self, *args, check=True, timeout=300):
+        """Run ``args`` here; returns the CompletedProcess with ``.out`` = stdout + stderr."""
+        if args[0] in ("dvc", "lenet5", "python"):
+            args = (str(VENV_BIN / args[0]), *args[1:])
+        p = subprocess.run(args, cwd=self.path, env=self.env, capture_output=True, text=True, timeout=timeout)
+        p.out = p.stdout + p.stderr
+        if check and p.returncode != 0:
+            raise AssertionError(f"{' '.join(map(str, args))} exited {p.returncode}:\n{p.out}")
+        return p
+
+    def dvc(self, *args, check=True):
+        return self.run("dvc", *args, check=check)
+
+    def git(self, *args, check=True):
+        return self.run("git", *args, check=check)
+
+    def set_params(self, **updates):
+        """``repo.set_params(**{"train.epochs": 1})``; see the module-level ``set_params``."""
+        set_params(self.path / "params.yaml", updates)
+
+    def read_json(self, rel):
+        return json.loads((self.path / rel).read_text(encoding="utf-8"))
+
+    def copy(self, dest: Path, home: Path) -> "DvcRepo":
+        """A full copy (work tree, .git, .dvc cache) at ``dest``, for tests that change it."""
+        shutil.copytree(self.path, dest, symlinks=True)
+        return DvcRepo(dest, home, self.env.get("MNIST_MIRROR"))
+
+
+def project_files() -> list[str]:
+    """The project's files: tracked ones still present, plus untracked ones git does not ignore."""
+    out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                         cwd=ROOT, capture_output=True, check=True).stdout.decode()
+    return sorted({f for f in out.split("\0") if f and (ROOT / f).is_file()})
+
+
+def make_dvc_repo(path: Path, home: Path, params=None, mirror=MNIST_DIR) -> DvcRepo:
+    """Copy the project to ``path``, apply ``REDUCED_PARAMS`` (and ``params``), ``git init`` and commit."""
+    for rel in project_files():
+        (path / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / rel, path / rel)
+    repo = DvcRepo(path, home, mirror)
+    repo.set_params(**{**REDUCED_PARAMS, **(params or {})})
+    repo.git("init", "-q", "-b", "main")
+    repo.git("config", "user.name", "Test")
+    repo.git("config", "user.email", "test@example.com")
+    repo.git("add", "-A")
+    repo.git("commit", "-q", "-m", "project")
+    return repo
+
+
+@pytest.fixture
+def dvc_repo(tmp_path) -> DvcRepo:
+    """A fresh repository holding the project with reduced params (nothing run yet)."""
+    return make_dvc_repo(tmp_path / "repo", tmp_path / "home")

@@ -1,0 +1,233 @@
+"""End-to-end tests of the DVC pipeline: repro, selective reruns, experiments, metrics diff, fetch sources.
+
+Each test works in a throwaway git repository holding a copy of the project with reduced params
+(600 training and 300 test digits, 2 epochs; see conftest.py). One repository is reproduced once
+per module and copied for the tests that change it. Real MNIST comes from the local mirror.
+"""
+
+import json
+import os
+import re
+import socket
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from conftest import MNIST_DIR, MNIST_NAMES, ROOT, make_dvc_repo, needs_mnist
+
+pytestmark = [pytest.mark.slow]
+STAGES = ["fetch", "preprocess", "train", "evaluate"]
+OUTPUTS = ["models/lenet5.npz", "metrics/eval.json", "metrics/train.json", "metrics/train_log.csv",
+           "metrics/confusion.csv", "plots/learning_curves.png", "plots/confusion.png", "plots/errors.png"]
+
+
+def ran(output: str) -> list[str]:
+    """The stages DVC ran, in order, from its output."""
+    return re.findall(r"Running stage '(\w+)'", output)
+
+
+# on PYTHONPATH as sitecustomize: each Python process lists the lenet5 modules it imported, on exit
+TRACER = '''"""Writes the lenet5 modules this process imported to $LENET5_TRACE_IMPORTS/<script>.txt at exit."""
+import atexit, os, sys
+
+def _dump():
+    name = os.path.basename(sys.argv[0] if sys.argv else "").removesuffix(".py") or "python"
+    with open(os.path.join(os.environ["LENET5_TRACE_IMPORTS"], name + ".txt"), "w") as f:
+        f.write(" ".join(sorted(m for m in sys.modules if m.split(".")[0] == "lenet5")))
+
+if os.environ.get("LENET5_TRACE_IMPORTS"):
+    atexit.register(_dump)
+'''
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    """A repository after ``dvc repro`` twice and ``dvc status -q``, then everything committed on main.
+
+    The first run records which lenet5 modules each stage imported (``trace/<stage>.txt``).
+    """
+    root = tmp_path_factory.mktemp("dvc-base")
+    repo = make_dvc_repo(root / "repo", root / "home")
+    trace = root / "trace"
+    trace.mkdir()
+    (root / "tracer").mkdir()
+    (root / "tracer" / "sitecustomize.py").write_text(TRACER)
+    env = dict(repo.env)
+    repo.env.update(PYTHONPATH=f"{repo.path}{os.pathsep}{root / 'tracer'}", LENET5_TRACE_IMPORTS=str(trace))
+    repo.run("python", "-c", "import lenet5")  # what the package itself imports
+    first = repo.dvc("repro")
+    repo.env = env
+    second = repo.dvc("repro")
+    status = repo.dvc("status", "-q", check=False)
+    repo.git("add", "-A")
+    repo.git("commit", "-q", "-m", "baseline run")
+    return SimpleNamespace(repo=repo, first=first, second=second, status=status, trace=trace)
+
+
+@pytest.fixture
+def work(base, tmp_path):
+    """A private copy of the reproduced repository, for a test that changes it."""
+    return base.repo.copy(tmp_path / "repo", tmp_path / "home")
+
+
+@pytest.fixture(scope="module")
+def branched(base, tmp_path_factory):
+    """A copy with branch ``other``: lr_scale 5, reproduced and committed (main keeps lr_scale 50)."""
+    root = tmp_path_factory.mktemp("dvc-branch")
+    repo = base.repo.copy(root / "repo", root / "home")
+    repo.git("checkout", "-q", "-b", "other")
+    repo.set_params(lr_scale=5)
+    out = repo.dvc("repro").out
+    repo.git("add", "-A")
+    repo.git("commit", "-q", "-m", "lr_scale 5")
+    return SimpleNamespace(repo=repo, out=out)
+
+
+@needs_mnist
+def test_repro_runs_every_stage_and_writes_the_outputs(base):
+    out = base.first.out
+    assert ran(out) == STAGES, out
+    for rel in OUTPUTS:
+        assert (base.repo.path / rel).is_file(), f"{rel} missing after dvc repro:\n{out}"
+    assert sorted(p.name for p in (base.repo.path / "data/raw").iterdir()) == sorted(MNIST_NAMES)
+    ev = base.repo.read_json("metrics/eval.json")
+    for key in ("accuracy", "error_rate", "errors", "per_class_accuracy", "train_error_rate"):
+        assert key in ev, f"eval.json lacks {key}: {sorted(ev)}"
+    assert 0 <= ev["accuracy"] <= 1 and ev["accuracy"] + ev["error_rate"] == pytest.approx(1, abs=1e-5)
+    assert ev["errors"] == round(ev["error_rate"] * 300)
+    assert sorted(ev["per_class_accuracy"]) == [str(d) for d in range(10)]
+    assert base.repo.read_json("metrics/train.json")["epochs"] == 2
+    log = (base.repo.path / "metrics/train_log.csv").read_text().splitlines()
+    assert len(log) == 1 + 2 and "epoch" in log[0]
+    lock = (base.repo.path / "dvc.lock").read_text()
+    assert all(f"  {s}:" in lock for s in STAGES)
+
+
+@needs_mnist
+@pytest.mark.parametrize("stage", STAGES)
+def test_each_stage_lists_the_lenet5_code_it_imports(base, stage):
+    """dvc.yaml must name every module a stage runs, or editing it would not rerun the stage.
+
+    fetch and preprocess may skip what ``import lenet5`` loads (the model, for the package's
+    convenience export): they do not run it. train and evaluate must list it.
+    """
+    imported = set((base.trace / f"{stage}.txt").read_text().split())
+    exempt = set((base.trace / "-c.txt").read_text().split()) if stage in ("fetch", "preprocess") else set()
+    deps = yaml.safe_load((base.repo.path / "dvc.yaml").read_text())["stages"][stage]["deps"]
+    assert f"stages/{stage}.py" in deps and "lenet5.stage" in imported, (deps, imported)
+    missing = sorted(m for m in imported - exempt - {"lenet5"} if f"{m.replace('.', '/')}.py" not in deps)
+    assert not missing, f"stage {stage} imports {missing} but dvc.yaml does not list them as deps"
+
+
+@needs_mnist
+def test_second_repro_runs_nothing_and_status_is_clean(base):
+    out = base.second.out
+    assert ran(out) == [], out
+    for stage in STAGES:
+        assert f"Stage '{stage}' didn't change" in out, out
+    assert "up to date" in out
+    assert base.status.returncode == 0, base.status.out
+
+
+@needs_mnist
+def test_changing_gallery_reruns_only_evaluate(work):
+    before = (work.path / "models/lenet5.npz").read_bytes()
+    work.set_params(**{"evaluate.gallery": 3})
+    assert work.dvc("status", "-q", check=False).returncode == 1
+    out = work.dvc("repro").out
+    assert ran(out) == ["evaluate"], out
+    assert (work.path / "models/lenet5.npz").read_bytes() == before
+    assert "gallery: 3" in (work.path / "dvc.lock").read_text()
+    assert work.dvc("status", "-q", check=False).returncode == 0
+
+
+@needs_mnist
+def test_changing_lr_scale_reruns_train_and_evaluate(branched):
+    assert ran(branched.out) == ["train", "evaluate"], branched.out
+    rows = (branched.repo.path / "metrics/train_log.csv").read_text().splitlines()
+    assert len(rows) == 3, rows  # trained both epochs afresh, not "resumed" from the old checkpoint
+    lr = rows[0].split(",").index("lr")
+    assert float(rows[1].split(",")[lr]) == pytest.approx(5 * 0.0005)  # the paper's eta x lr_scale 5
+
+
+@needs_mnist
+def test_metrics_diff_between_branches(branched):
+    repo = branched.repo
+    main_acc = _committed_accuracy(repo, "main")
+    other_acc = _committed_accuracy(repo, "other")
+    out = repo.dvc("metrics", "diff", "main", "other", "--all").out
+    assert "metrics/eval.json" in out and "accuracy" in out, out
+    line = next(ln for ln in out.splitlines() if re.search(r"\baccuracy\b", ln) and "eval.json" in ln)
+    numbers = [float(x) for x in re.findall(r"-?\d+\.\d+|-?\d+", line.split("accuracy", 1)[1])]
+    assert numbers[:2] == [pytest.approx(main_acc, abs=1e-4), pytest.approx(other_acc, abs=1e-4)], line
+    params = repo.dvc("params", "diff", "main", "other").out
+    assert re.search(r"params\.yaml\s+lr_scale\s+50(\.0)?\s+5\s*$", params, re.M), params
+
+
+def _committed_accuracy(repo, rev):
+    return json.loads(repo.git("show", f"{rev}:metrics/eval.json").stdout)["accuracy"]
+
+
+@needs_mnist
+def test_exp_run_with_set_param_is_listed_by_exp_show(work):
+    out = work.dvc("exp", "run", "-S", "lr_scale=5").out
+    assert ran(out) == ["train", "evaluate"], out
+    shown = json.loads(work.dvc("exp", "show", "--no-pager", "--json").stdout)
+    runs = [r for r in _exp_rows(shown) if r["name"] not in (None, "main") and r["rev"] != "workspace"]
+    assert runs, f"no experiment in dvc exp show: {shown}"
+    data = runs[0]["data"]
+    assert data["params"]["params.yaml"]["data"]["lr_scale"] == 5
+    acc = data["metrics"]["metrics/eval.json"]["data"]["accuracy"]
+    assert isinstance(acc, float) and 0 <= acc <= 1
+    main = next(r for r in _exp_rows(shown) if r["name"] == "main")
+    assert main["data"]["params"]["params.yaml"]["data"]["lr_scale"] == 50
+
+
+def _exp_rows(node):
+    """Every row (a dict with ``rev``, ``name`` and ``data``) in ``dvc exp show --json`` output."""
+    if isinstance(node, list):
+        for item in node:
+            yield from _exp_rows(item)
+    elif isinstance(node, dict):
+        if {"rev", "name", "data"} <= node.keys() and node["data"]:
+            yield node
+        for key in ("experiments", "revs"):
+            if node.get(key):
+                yield from _exp_rows(node[key])
+
+
+def test_project_config_turns_analytics_off():
+    text = (ROOT / ".dvc" / "config").read_text()
+    assert re.search(r"(?m)^\s*analytics\s*=\s*false\s*$", text), text
+
+
+@needs_mnist
+def test_fetch_uses_the_local_mirror_and_not_the_network(dvc_repo):
+    del dvc_repo.env["DVC_NO_ANALYTICS"]  # the committed .dvc/config alone must turn analytics off
+    assert dvc_repo.dvc("config", "core.analytics").stdout.strip() == "false"
+    dvc_repo.set_params(**{"fetch.mirrors": ["https://mirror.invalid/mnist/"], "fetch.retries": 0})
+    out = dvc_repo.dvc("repro", "fetch").out
+    assert ran(out) == ["fetch"], out
+    for name in MNIST_NAMES:
+        assert re.search(rf"{name}: \d+ bytes from {re.escape(str(MNIST_DIR))}", out), out
+        assert (dvc_repo.path / "data/raw" / name).is_file()
+    assert "mirror.invalid" not in out, out
+
+
+def test_fetch_with_no_reachable_source_fails_cleanly(dvc_repo, tmp_path):
+    del dvc_repo.env["MNIST_MIRROR"]
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    sources = [str(tmp_path / "no-such-folder"), f"https://127.0.0.1:{port}/mnist/"]
+    dvc_repo.set_params(**{"fetch.mirrors": sources, "fetch.retries": 1, "fetch.timeout": 5})
+    p = dvc_repo.dvc("repro", "fetch", check=False)
+    assert p.returncode != 0, p.out
+    errors = [ln for ln in p.out.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1, p.out
+    assert all(src in errors[0] for src in sources), errors[0]
+    assert "Traceback" not in p.out
+    raw = dvc_repo.path / "data" / "raw"
+    assert not raw.exists() or not any(raw.iterdir()), sorted(raw.iterdir())
+    assert not (dvc_repo.path / "dvc.lock").exists()
