@@ -49,8 +49,12 @@ def training_fingerprint(lr_scale, train, distort, digest):
     return params_fingerprint({"lr_scale": lr_scale, "train": t, "distort": distort.to_dict(), "data": digest})
 
 
-def _resume(path, fingerprint, dtype, echo):
-    """Load ``path`` if it is a complete checkpoint with this fingerprint, else None (with a message)."""
+def _resume(path, fingerprint, train, echo):
+    """The state saved in ``path`` if it is a complete checkpoint with this fingerprint, else None.
+
+    Returns (params, rng_state, velocity or None, log rows, epochs done); every refusal is echoed
+    as one line naming the file, and nothing from a refused file is used.
+    """
     path = Path(path)
     if not path.exists():
         return None
@@ -60,16 +64,42 @@ def _resume(path, fingerprint, dtype, echo):
         echo(f"ignoring checkpoint: {e}; starting fresh")
         return None
     needed = {"epoch", "fingerprint", "rng_state", "log"}
+    if train.momentum:
+        needed |= {f"velocity/{k}" for k in PARAM_SHAPES}
     if not needed <= set(extra):
         echo(f"ignoring checkpoint {path}: it lacks training state {sorted(needed - set(extra))}; starting fresh")
         return None
     if str(extra["fingerprint"]) != fingerprint:
         echo(f"ignoring checkpoint {path}: made with other parameters or data; starting fresh")
         return None
-    if params["C1.weight"].dtype.name != dtype:
-        echo(f"ignoring checkpoint {path}: dtype {params['C1.weight'].dtype} differs from {dtype}; starting fresh")
+    if params["C1.weight"].dtype.name != train.dtype:
+        echo(f"ignoring checkpoint {path}: dtype {params['C1.weight'].dtype} differs from {train.dtype}; starting fresh")
         return None
-    return params, extra
+    try:
+        return (params, *_training_state(extra, params, train.momentum))
+    except (ValueError, TypeError, KeyError) as e:
+        echo(f"ignoring checkpoint {path}: damaged training state ({e}); starting fresh")
+        return None
+
+
+def _training_state(extra, params, momentum):
+    """(rng_state, velocity or None, log rows, epochs done) from a checkpoint's extra arrays, checked."""
+    done = int(extra["epoch"])
+    log = extra["log"]
+    if log.dtype != np.float64 or log.shape != (done, len(LOG_KEYS)) or done < 1:
+        raise ValueError(f"log of shape {log.shape} does not match epoch {done}")
+    rows = [dict(zip(LOG_KEYS, (int(r[0]), *map(float, r[1:])))) for r in log]
+    if [r["epoch"] for r in rows] != list(range(1, done + 1)):
+        raise ValueError("log epochs are not 1..epoch")
+    rng_state = json.loads(str(extra["rng_state"]))
+    np.random.default_rng().bit_generator.state = rng_state  # raises on a malformed state
+    velocity = None
+    if momentum:
+        velocity = {k: extra[f"velocity/{k}"] for k in params}
+        for k, v in velocity.items():
+            if v.shape != params[k].shape or v.dtype != params[k].dtype or not np.isfinite(v).all():
+                raise ValueError(f"velocity/{k} is not a finite {params[k].dtype} array of shape {params[k].shape}")
+    return rng_state, velocity, rows, done
 
 
 def _progress(enabled, total, description):
@@ -104,19 +134,17 @@ def fit(train_x, train_y, test_x, test_y, lr_scale, train, distort, checkpoint_p
     net = LeNet5(seed=train.seed, dtype=train.dtype)
     velocity = zero_velocity(net.params) if train.momentum else None
     rows, start = [], 0
-    state = _resume(checkpoint_path, fingerprint, train.dtype, echo)
+    state = _resume(checkpoint_path, fingerprint, train, echo)
     if state is not None:
-        params, extra = state
-        done = int(extra["epoch"])
+        params, rng_state, saved_velocity, saved_rows, done = state
         if done > train.epochs:
             echo(f"checkpoint {checkpoint_path} is at epoch {done}, beyond epochs={train.epochs}; starting fresh")
         else:
             net = LeNet5.from_params(params)
-            rng.bit_generator.state = json.loads(str(extra["rng_state"]))
+            rng.bit_generator.state = rng_state
             if velocity is not None:
-                velocity = {k: extra[f"velocity/{k}"].astype(net.dtype) for k in net.params}
-            rows = [dict(zip(LOG_KEYS, (int(r[0]), *map(float, r[1:])))) for r in extra["log"]]
-            start = done
+                velocity = {k: np.array(v, dtype=net.dtype) for k, v in saved_velocity.items()}
+            rows, start = saved_rows, done
             echo(f"resuming from checkpoint {checkpoint_path} after epoch {done}")
             if on_epoch is not None:
                 on_epoch(rows)
