@@ -120,6 +120,7 @@ def _echo(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
+@np.errstate(over="ignore", invalid="ignore")  # an overflow ends as one TrainingDiverged line, not warnings
 def fit(train_x, train_y, test_x, test_y, lr_scale, train, distort, checkpoint_path,
         progress=True, echo=_echo, on_epoch=None):
     """Train LeNet-5 with SDLM, resuming from ``checkpoint_path`` when it matches.
@@ -164,10 +165,7 @@ def fit(train_x, train_y, test_x, test_y, lr_scale, train, distort, checkpoint_p
                 xb, yb = _augment(train_x[idx], rng, distort), train_y[idx]
                 loss, grads, y = net.loss_grads_and_outputs(xb, yb, train.criterion, train.j)
                 if not np.isfinite(loss):
-                    raise TrainingDiverged(
-                        f"training diverged at epoch {epoch}, batch {b + 1}/{nb}: loss is {loss} "
-                        f"(lr_scale={lr_scale} too large?); the last good checkpoint {checkpoint_path} "
-                        f"(epoch {epoch - 1}) is kept")
+                    raise _diverged(epoch, b + 1, nb, f"loss is {loss}", lr_scale, checkpoint_path)
                 loss_sum += loss * len(idx)
                 errors += int((y.argmin(axis=1) != yb).sum())
                 sdlm_update(net.params, grads, steps, velocity, train.momentum)
@@ -178,6 +176,9 @@ def fit(train_x, train_y, test_x, test_y, lr_scale, train, distort, checkpoint_p
         finally:
             if bar is not None:
                 bar.stop()
+        bad = [k for k, w in net.params.items() if not np.isfinite(w).all()]
+        if bad:  # the last update overflowed: never checkpoint such weights
+            raise _diverged(epoch, nb, nb, f"{bad[0]} became NaN or infinite", lr_scale, checkpoint_path)
         test_error = float((net.predict(test_x) != test_y).mean()) if len(test_x) else float("nan")
         row = {"epoch": epoch, "train_loss": loss_sum / n, "train_error": errors / n,
                "test_error": test_error, "lr": eta, "seconds": time.perf_counter() - t0}
@@ -189,6 +190,14 @@ def fit(train_x, train_y, test_x, test_y, lr_scale, train, distort, checkpoint_p
         if on_epoch is not None:
             on_epoch(rows)
     return net, rows
+
+
+def _diverged(epoch, batch, nb, what, lr_scale, checkpoint_path):
+    """The one-line ``TrainingDiverged`` for a non-finite loss or weight at (epoch, batch)."""
+    kept = (f"the checkpoint of epoch {epoch - 1} ({checkpoint_path}) is kept" if epoch > 1
+            else "no epoch was completed, so no checkpoint was written")
+    return TrainingDiverged(f"training diverged at epoch {epoch}, batch {batch}/{nb}: {what} "
+                            f"(lr_scale={lr_scale} too large?); {kept}")
 
 
 def _augment(x, rng, distort):
