@@ -38,6 +38,9 @@ def load_arrays(path, shapes, dtypes):
         raise Lenet5Error(f"{path}: is a folder, expected a .npz file") from None
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
         raise Lenet5Error(f"{path}: not a readable LeNet-5 .npz checkpoint ({type(e).__name__}: {e})") from None
+    for k, v in data.items():
+        if not isinstance(v, np.ndarray):  # np.load returns the raw bytes of a member that is not .npy
+            raise Lenet5Error(f"{path}: not a LeNet-5 checkpoint (member '{k}' is not a .npy array)")
     fmt = data.get(FORMAT_KEY)
     if fmt is None or fmt.shape != () or str(fmt) != FORMAT:
         raise Lenet5Error(f"{path}: not a LeNet-5 checkpoint (missing or wrong '{FORMAT_KEY}' marker)")
