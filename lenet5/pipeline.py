@@ -59,6 +59,9 @@ def load_prepared(folder):
         if x.dtype != np.float32 or x.ndim != 4 or x.shape[1:] != (1, 32, 32):
             raise Lenet5Error(f"{folder / f'{split}_images.npy'}: expected float32 (N, 1, 32, 32), "
                               f"got {x.dtype} {x.shape}")
+        if len(x) and not (np.isfinite(x.min()) and np.isfinite(x.max())):  # min/max carry any NaN
+            raise Lenet5Error(f"{folder / f'{split}_images.npy'}: holds NaN or infinite pixel values; "
+                              f"expected finite values (rerun the preprocess step)")
         if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer) or (
                 len(y) and (y.min() < 0 or y.max() > 9)):
             raise Lenet5Error(f"{folder / f'{split}_labels.npy'}: expected {len(x)} integer labels 0-9, "
