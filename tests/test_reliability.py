@@ -1,0 +1,304 @@
+"""Reliability of the train stage as DVC runs it: `python stages/train.py` in a project folder.
+
+A run killed with SIGKILL resumes and ends bitwise identical to an uninterrupted one; divergence,
+a full disk, bad parameters and missing data each end with one ``error:`` line, exit status 1 and
+no half-written or changed output; and no module can unpickle or evaluate code. Every project is a
+temp folder with tiny synthetic prepared data, so nothing here needs MNIST or the network.
+"""
+
+import errno
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from lenet5.errors import Lenet5Error
+from lenet5.model import PARAM_SHAPES, LeNet5
+from lenet5.pipeline import load_prepared
+from lenet5.plots import read_log_csv
+from lenet5.stage import run_stage
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMITTED = (ROOT / "params.yaml").read_text(encoding="utf-8")
+SMALL = {"lr_scale": 1.0, "train.epochs": 4, "train.batch_size": 16, "train.hessian_samples": 32,
+         "evaluate.batch_size": 64, "evaluate.gallery": 8}
+TIMING_KEYS = {"training_seconds", "images_per_second", "this_run_seconds"}
+
+
+def params_text(changes=None):
+    """The committed params.yaml with SMALL and ``changes`` (dotted key -> value) applied, as YAML."""
+    d = yaml.safe_load(COMMITTED)
+    for key, value in {**SMALL, **(changes or {})}.items():
+        *blocks, leaf = key.split(".")
+        node = d
+        for b in blocks:
+            node = node[b]
+        assert leaf in node, key
+        node[leaf] = value
+    return yaml.safe_dump(d, sort_keys=False)
+
+
+def make_project(folder, changes=None, n_train=96, n_test=32, seed=0):
+    """A project folder: params.yaml and data/prepared/*.npy of random images; returns the folder."""
+    folder = Path(folder)
+    prepared = folder / "data" / "prepared"
+    prepared.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", n_train), ("test", n_test)):
+        images = rng.uniform(-0.1, 1.175, size=(n, 1, 32, 32)).astype(np.float32)  # (N, 1, 32, 32)
+        np.save(prepared / f"{split}_images.npy", images)
+        np.save(prepared / f"{split}_labels.npy", rng.integers(0, 10, size=n).astype(np.uint8))  # (N,)
+    (folder / "params.yaml").write_text(params_text(changes), encoding="utf-8")
+    return folder
+
+
+def stage_cmd(name):
+    """The command DVC runs for stage ``name`` (dvc.yaml: ``python stages/<name>.py``)."""
+    return [sys.executable, str(ROOT / "stages" / f"{name}.py")]
+
+
+def stage_env():
+    """This environment with the repository importable and tracebacks off."""
+    env = {k: v for k, v in os.environ.items() if k != "LENET5_DEBUG"}
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+def run(name, folder, timeout=120):
+    """Run stage ``name`` in ``folder`` to completion; returns the CompletedProcess (text)."""
+    return subprocess.run(stage_cmd(name), cwd=folder, env=stage_env(), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def weights(path):
+    """The parameter arrays of a model or checkpoint file."""
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in PARAM_SHAPES}
+
+
+def snapshot(folder):
+    """{relative path: bytes} of every file under ``folder`` (empty when it does not exist)."""
+    folder = Path(folder)
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def error_line(proc):
+    """The single ``error:`` line of a failed stage, checked: status 1, no traceback, no warnings."""
+    assert proc.returncode == 1, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr and "Warning" not in proc.stderr, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and proc.stderr.rstrip("\n").splitlines()[-1] == errors[0], proc.stderr
+    return errors[0]
+
+
+# ---------------------------------------------------------------- kill -9 and resume
+
+@pytest.mark.slow
+def test_killed_training_resumes_bitwise_identical(tmp_path):
+    # 640 training images in batches of 16: an epoch takes about 0.3 s (more on a busy machine)
+    whole = make_project(tmp_path / "whole", n_train=640, n_test=64)
+    done = run("train", whole)
+    assert done.returncode == 0, done.stderr
+    epoch_s = np.mean([r["seconds"] for r in read_log_csv(whole / "metrics/train_log.csv")])
+
+    killed = make_project(tmp_path / "killed", n_train=640, n_test=64)
+    proc = subprocess.Popen(stage_cmd("train"), cwd=killed, env=stage_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (killed / "checkpoints/last.npz").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint was written"
+            time.sleep(0.005)
+        delay = random.uniform(0.0, 1.5) * epoch_s  # epochs 2-4 remain: die somewhere in 2 or 3
+        time.sleep(delay)
+        assert proc.poll() is None, f"training ended within {delay:.2f} s, before the kill"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (killed / "models/lenet5.npz").exists()
+
+    again = run("train", killed)
+    assert again.returncode == 0, again.stderr
+    assert re.search(r"resuming from checkpoint checkpoints/last\.npz after epoch [123]\b", again.stderr), again.stderr
+
+    a, b = weights(whole / "models/lenet5.npz"), weights(killed / "models/lenet5.npz")
+    for k in PARAM_SHAPES:
+        assert a[k].dtype == b[k].dtype and a[k].tobytes() == b[k].tobytes(), f"{k} (killed after {delay:.2f} s)"
+    log_a, log_b = (read_log_csv(f / "metrics/train_log.csv") for f in (whole, killed))
+    assert [r["epoch"] for r in log_b] == [1, 2, 3, 4]
+    assert [r | {"seconds": 0} for r in log_a] == [r | {"seconds": 0} for r in log_b]
+    m_a, m_b = (json.loads((f / "metrics/train.json").read_text()) for f in (whole, killed))
+    assert {k: v for k, v in m_a.items() if k not in TIMING_KEYS} == {
+        k: v for k, v in m_b.items() if k not in TIMING_KEYS}
+
+    evals = [subprocess.Popen(stage_cmd("evaluate"), cwd=f, env=stage_env(), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True) for f in (whole, killed)]  # side by side
+    for p in evals:
+        err = p.communicate(timeout=120)[1]
+        assert p.returncode == 0, err
+    for name in ("metrics/eval.json", "metrics/confusion.csv"):
+        assert (whole / name).read_bytes() == (killed / name).read_bytes(), name
+
+
+# ---------------------------------------------------------------- failures: one line, nothing half-written
+
+def test_divergence_through_the_stage(tmp_path):
+    # 1e60 overflows the float32 steps, so the loss turns NaN in the first epoch. A factor like 1e6
+    # only saturates the squash units: the loss stays finite and no divergence can be seen.
+    folder = make_project(tmp_path, {"lr_scale": 1e60, "train.epochs": 2})
+    line = error_line(run("train", folder))
+    for word in ("diverged", "epoch 1", "batch 2/6"):
+        assert word in line, line
+    assert not (folder / "models").exists()
+    assert snapshot(folder / "checkpoints") == {}
+
+
+@pytest.mark.parametrize("where", ["models", "checkpoints"])
+def test_full_disk_leaves_the_previous_model_intact(tmp_path, monkeypatch, capsys, where):
+    folder = make_project(tmp_path, {"train.epochs": 1})
+    LeNet5(seed=7).save(folder / "models/lenet5.npz")
+    before = (folder / "models/lenet5.npz").read_bytes()
+    real_replace = os.replace
+
+    def full_disk(src, dst):
+        if Path(dst).parent.name == where:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    monkeypatch.chdir(folder)
+    with pytest.raises(SystemExit) as info:
+        run_stage("train")
+    assert info.value.code == 1
+    err = capsys.readouterr().err
+    target = "models/lenet5.npz" if where == "models" else "checkpoints/last.npz"
+    assert err.splitlines()[-1] == f"error: cannot write {target}: {os.strerror(errno.ENOSPC)}", err
+    assert (folder / "models/lenet5.npz").read_bytes() == before
+    assert os.listdir(folder / "models") == ["lenet5.npz"]  # no temp file left behind
+    assert os.listdir(folder / "checkpoints") == (["last.npz"] if where == "models" else [])
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root ignores permissions")
+def test_read_only_models_folder(tmp_path):
+    folder = make_project(tmp_path, {"train.epochs": 1})
+    LeNet5(seed=7).save(folder / "models/lenet5.npz")
+    before = (folder / "models/lenet5.npz").read_bytes()
+    (folder / "models").chmod(0o500)
+    try:
+        line = error_line(run("train", folder))
+        assert "models/lenet5.npz" in line and "ermission denied" in line, line
+        assert (folder / "models/lenet5.npz").read_bytes() == before
+        assert os.listdir(folder / "models") == ["lenet5.npz"]
+    finally:
+        (folder / "models").chmod(0o700)
+
+
+def _typo(text):
+    assert "  epochs: 20\n" in text
+    return text.replace("  epochs: 20\n", "  epoch: 3\n", 1)
+
+
+def _bad_yaml(text):
+    assert "  batch_size: 32\n" in text
+    return text.replace("  batch_size: 32\n", "  batch_size: 32: 4\n", 1)
+
+
+@pytest.mark.parametrize("edit, expected", [
+    (_typo, r"^error: params\.yaml: unknown key 'train\.epoch' \(did you mean 'train\.epochs'\?\)$"),
+    (_bad_yaml, r"^error: params\.yaml:22:\d+: invalid YAML: "),
+    (None, r"^error: params\.yaml: not found"),
+], ids=["typo", "invalid-yaml", "missing"])
+def test_bad_params_stop_the_stage_before_any_output(tmp_path, edit, expected):
+    folder = make_project(tmp_path)
+    params = folder / "params.yaml"
+    if edit is None:
+        params.unlink()
+    else:
+        params.write_text(edit(COMMITTED), encoding="utf-8")
+    if edit is _bad_yaml:
+        assert params.read_text().splitlines()[21] == "  batch_size: 32: 4"  # line 22, as the error says
+    LeNet5(seed=7).save(folder / "models/lenet5.npz")
+    (folder / "checkpoints").mkdir()
+    (folder / "checkpoints/last.npz").write_bytes(b"an older checkpoint")
+    before = {d: snapshot(folder / d) for d in ("models", "checkpoints", "metrics")}
+    line = error_line(run("train", folder))
+    assert re.search(expected, line), line
+    assert {d: snapshot(folder / d) for d in before} == before
+
+
+def test_missing_prepared_data_asks_for_preprocess(tmp_path):
+    folder = make_project(tmp_path)
+    for p in (folder / "data/prepared").iterdir():
+        p.unlink()
+    line = error_line(run("train", folder))
+    assert "data/prepared/train_images.npy" in line and "not found" in line and "preprocess" in line, line
+    assert not (folder / "models").exists() and not (folder / "checkpoints").exists()
+
+
+def test_non_finite_pixels_are_refused(tmp_path):
+    folder = make_project(tmp_path, n_train=8, n_test=4)
+    path = folder / "data/prepared/test_images.npy"
+    images = np.load(path)
+    images[3, 0, 16, 16] = np.nan
+    np.save(path, images)
+    with pytest.raises(Lenet5Error) as info:
+        load_prepared(folder / "data/prepared")
+    assert f"{path}: holds NaN or infinite pixel values" in str(info.value)
+
+
+# ---------------------------------------------------------------- no code execution from data
+
+# built from pieces so that this file never matches its own patterns
+_P = "pick" + "le"
+FORBIDDEN = {
+    "import " + _P: re.compile(r"^\s*(import|from)\s+(c?" + _P + r"|dill|marshal|shelve)\b", re.M),
+    _P + ".<attr>": re.compile(r"\b" + _P + r"\.\w"),
+    "allow_" + _P + "=True": re.compile(r"allow_" + _P + r"\s*=\s*True"),
+    "ev" + "al(": re.compile(r"(?<![\w.])ev" + r"al\s*\("),
+    "ex" + "ec(": re.compile(r"(?<![\w.])ex" + r"ec\s*\("),
+    "yaml.load(": re.compile(r"\byaml\s*\.\s*(load|load_all|full_load|full_load_all|unsafe_load|unsafe_load_all)\s*\("),
+    "yaml unsafe Loader": re.compile(r"Loader\s*=\s*(yaml\.)?(Loader|FullLoader|UnsafeLoader)\b"),
+}
+SAMPLES = {  # one line that each pattern must catch
+    "import " + _P: "import " + _P,
+    _P + ".<attr>": "obj = " + _P + ".loads(b)",
+    "allow_" + _P + "=True": "np.load(f, allow_" + _P + "=True)",
+    "ev" + "al(": "x = ev" + "al(text)",
+    "ex" + "ec(": "ex" + "ec(code)",
+    "yaml.load(": "yaml.lo" + "ad(text)",
+    "yaml unsafe Loader": "yaml.load_all(t, Loader=yaml.Un" + "safeLoader)",
+}
+SAFE = ["yaml.safe_load(text)", "np.load(f, allow_" + _P + "=False)", "model.evaluate(x)",
+        "no " + _P + " anywhere.", "yaml.compose(text, Loader=yaml.SafeLoader)", "retrieval(x)"]
+
+
+def test_forbidden_patterns_catch_what_they_should():
+    for name, pattern in FORBIDDEN.items():
+        assert pattern.search(SAMPLES[name]), name
+        for line in SAFE:
+            assert not pattern.search(line), (name, line)
+
+
+def test_no_module_can_unpickle_or_run_code():
+    files = sorted((ROOT / "lenet5").rglob("*.py")) + sorted((ROOT / "stages").rglob("*.py"))
+    assert ROOT / "lenet5" / "train.py" in files and ROOT / "stages" / "train.py" in files
+    hits = []
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        for name, pattern in FORBIDDEN.items():
+            for m in pattern.finditer(text):
+                line = text.count("\n", 0, m.start()) + 1
+                hits.append(f"{path.relative_to(ROOT)}:{line}: {name}")
+    assert hits == []
