@@ -30,6 +30,10 @@ def save_arrays(path, params, extra=None):
 def load_arrays(path, shapes, dtypes):
     """Read ``path`` -> (params, extra). ``shapes``: expected name -> shape; ``dtypes``: allowed names."""
     try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+        if head != b"PK\x03\x04":  # every .npz is a zip archive
+            raise Lenet5Error(f"{path}: not a readable LeNet-5 .npz checkpoint (not a zip archive)")
         with np.load(path, allow_pickle=False) as f:
             data = {k: f[k] for k in f.files}
     except FileNotFoundError:

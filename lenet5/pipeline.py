@@ -85,7 +85,7 @@ def _load_npy(path):
 def run_train(params, layout=Layout(), progress=True):
     """Train (resuming from the checkpoint when it matches), then write the model and train metrics."""
     from .perf import tune_allocator
-    from .plots import write_log_csv
+    from .trainlog import write_log_csv
     from .train import fit
 
     from threadpoolctl import threadpool_limits
@@ -116,7 +116,8 @@ def run_train(params, layout=Layout(), progress=True):
 
 def run_evaluate(params, layout=Layout()):
     """Test metrics, final training error, confusion data and the PNG plots."""
-    from .plots import plot_confusion, plot_learning_curves, plot_misclassified, read_log_csv
+    from .plots import plot_confusion, plot_learning_curves, plot_misclassified
+    from .trainlog import read_log_csv
     from .report import classification_metrics, confusion_matrix, most_confident_mistakes, write_confusion_csv
 
     net = LeNet5.load(layout.model)

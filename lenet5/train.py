@@ -23,8 +23,8 @@ from .distort import distort_batch
 from .errors import Lenet5Error
 from .model import DTYPES, PARAM_SHAPES, LeNet5
 from .sdlm import eta_for_epoch, sdlm_update, step_sizes, zero_velocity
+from .trainlog import LOG_FIELDS
 
-LOG_KEYS = ("epoch", "train_loss", "train_error", "test_error", "lr", "seconds")
 
 
 class TrainingDiverged(Lenet5Error):
@@ -86,9 +86,9 @@ def _training_state(extra, params, momentum):
     """(rng_state, velocity or None, log rows, epochs done) from a checkpoint's extra arrays, checked."""
     done = int(extra["epoch"])
     log = extra["log"]
-    if log.dtype != np.float64 or log.shape != (done, len(LOG_KEYS)) or done < 1:
+    if log.dtype != np.float64 or log.shape != (done, len(LOG_FIELDS)) or done < 1:
         raise ValueError(f"log of shape {log.shape} does not match epoch {done}")
-    rows = [dict(zip(LOG_KEYS, (int(r[0]), *map(float, r[1:])))) for r in log]
+    rows = [dict(zip(LOG_FIELDS, (int(r[0]), *map(float, r[1:])))) for r in log]
     if [r["epoch"] for r in rows] != list(range(1, done + 1)):
         raise ValueError("log epochs are not 1..epoch")
     rng_state = json.loads(str(extra["rng_state"]))
@@ -128,9 +128,10 @@ def fit(train_x, train_y, test_x, test_y, lr_scale, train, distort, checkpoint_p
     Parameters: train_x ``(N, 1, 32, 32)`` float32, train_y ``(N,)`` ints 0-9, likewise the test set;
     ``lr_scale`` float; ``train`` a ``TrainParams``; ``distort`` a ``DistortParams``;
     ``on_epoch(rows)`` is called with the log so far after each checkpoint (and once on resume).
-    Returns: (net, log rows), one row per epoch with ``LOG_KEYS``.
+    Returns: (net, log rows), one row per epoch with ``LOG_FIELDS``.
     """
     fingerprint = training_fingerprint(lr_scale, train, distort, data_digest(train_x, train_y, test_x, test_y))
+    _remove_stale_temps(checkpoint_path)
     rng = np.random.default_rng(train.seed)
     net = LeNet5(seed=train.seed, dtype=train.dtype)
     velocity = zero_velocity(net.params) if train.momentum else None
@@ -211,7 +212,15 @@ def _save_checkpoint(path, net, velocity, rng, rows, fingerprint):
     """Everything needed to resume, in one atomically written ``.npz``."""
     extra = {"epoch": np.int64(rows[-1]["epoch"]), "fingerprint": np.array(fingerprint),
              "rng_state": np.array(json.dumps(rng.bit_generator.state)),
-             "log": np.array([[r[k] for k in LOG_KEYS] for r in rows], dtype=np.float64)}
+             "log": np.array([[r[k] for k in LOG_FIELDS] for r in rows], dtype=np.float64)}
     for k, v in (velocity or {}).items():
         extra[f"velocity/{k}"] = v
     net.save(path, extra)
+
+
+def _remove_stale_temps(path):
+    """Delete temp files a killed run left beside the checkpoint (``atomic`` names them ``.<name>.*.tmp``)."""
+    path = Path(path)
+    if path.parent.is_dir():
+        for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+            tmp.unlink(missing_ok=True)

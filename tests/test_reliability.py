@@ -24,7 +24,7 @@ import yaml
 from lenet5.errors import Lenet5Error
 from lenet5.model import PARAM_SHAPES, LeNet5
 from lenet5.pipeline import load_prepared
-from lenet5.plots import read_log_csv
+from lenet5.trainlog import read_log_csv
 from lenet5.stage import run_stage
 
 ROOT = Path(__file__).resolve().parents[1]

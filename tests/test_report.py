@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 from lenet5.errors import Lenet5Error
-from lenet5.plots import (append_log_csv, plot_confusion, plot_learning_curves, plot_misclassified,
-                          plot_rbf_centres, read_log_csv)
+from lenet5.plots import plot_confusion, plot_learning_curves, plot_misclassified, plot_rbf_centres
+from lenet5.trainlog import append_log_csv, read_log_csv
 from lenet5.report import (classification_metrics, confusion_rows, margins, most_confident_mistakes,
                            predictions, write_confusion_csv)
 

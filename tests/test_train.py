@@ -20,7 +20,8 @@ import lenet5.train as train_module
 from lenet5.config import params_from_dict
 from lenet5.errors import Lenet5Error
 from lenet5.model import PARAM_SHAPES, LeNet5
-from lenet5.train import LOG_KEYS, TrainingDiverged, fit
+from lenet5.train import TrainingDiverged, fit
+from lenet5.trainlog import LOG_FIELDS as LOG_KEYS
 
 REPO_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 N_TRAIN, N_TEST = 48, 16
