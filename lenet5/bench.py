@@ -18,24 +18,32 @@ from .perf import tune_allocator
 from .sdlm import sdlm_update, step_sizes
 
 
-def _blas_threads(threads):
-    """A context limiting BLAS threads (0 = leave as is) and the count in force."""
-    from threadpoolctl import threadpool_info, threadpool_limits
+def _blas_info():
+    """(threads, backend) of the BLAS library NumPy uses."""
+    from threadpoolctl import threadpool_info
 
-    ctx = threadpool_limits(limits=threads, user_api="blas") if threads else None
     info = [i for i in threadpool_info() if i.get("user_api") == "blas"]
-    return ctx, (info[0]["num_threads"] if info else None), (info[0].get("internal_api") if info else None)
+    return (info[0]["num_threads"], info[0].get("internal_api")) if info else (None, None)
 
 
 def run_bench(batch_size=256, dtype="float32", images=60000, threads=0, repeat=1, infer_batch=1000, seed=0):
-    """Time ``repeat`` training epochs (best kept) and inference; returns a JSON-ready dict."""
+    """Time ``repeat`` training epochs (best kept) and inference; returns a JSON-ready dict.
+
+    ``threads`` is what ``train.threads`` means: threads sharing each batch, BLAS single-threaded
+    inside them (0 = one per CPU).
+    """
+    from threadpoolctl import threadpool_limits
+
+    from .train import resolve_threads
+
     tune_allocator()
     rng = np.random.default_rng(seed)
     x = rng.uniform(-0.1, 1.175, size=(images, 1, 32, 32)).astype(dtype)
     y = rng.integers(0, 10, size=images)
-    ctx, n_threads, blas = _blas_threads(threads)
-    try:
-        net = LeNet5(seed=seed, dtype=dtype)
+    threads = resolve_threads(threads)
+    with threadpool_limits(limits=1, user_api="blas"):
+        blas_threads, blas = _blas_info()
+        net = LeNet5(seed=seed, dtype=dtype, threads=threads)
         steps = step_sizes(net.curvature(x[:500]), 1e-5, 1.0)  # tiny steps: the weights stay sane
         net.loss_and_grads(x[:batch_size], y[:batch_size])  # warm-up
         epoch = []
@@ -52,9 +60,6 @@ def run_bench(batch_size=256, dtype="float32", images=60000, threads=0, repeat=1
             for i in range(0, images, infer_batch):
                 net.forward(x[i:i + infer_batch])
             infer.append(time.perf_counter() - t0)
-    finally:
-        if ctx is not None:
-            ctx.restore_original_limits()
     return {
         "framework": "lenet5-numpy",
         "numpy_version": np.__version__,
@@ -65,7 +70,8 @@ def run_bench(batch_size=256, dtype="float32", images=60000, threads=0, repeat=1
         "dtype": dtype,
         "batch_size": batch_size,
         "infer_batch_size": infer_batch,
-        "threads": n_threads,
+        "threads": threads,
+        "blas_threads": blas_threads,
         "images": images,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "cpu": platform.processor() or platform.machine(),

@@ -147,7 +147,7 @@ class TrainParams(_Block):
     momentum: float = _spec(_num(float, 0, 1, hi_open=True))
     seed: int = _spec(_num(int, 0))
     dtype: str = _spec(_choice("float32", "float64"))
-    threads: int = _spec(_num(int, 0, 64))  # BLAS threads while training; 0 = the library's default
+    threads: int = _spec(_num(int, 0, 64))  # threads sharing each batch; 0 = one per CPU
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,6 +11,7 @@ from . import layers as L
 from .bitmaps import rbf_centres
 from .checkpoint import load_arrays, save_arrays
 from .losses import loss_and_dy
+from .parallel import split_map, weighted_sum
 
 # Table I: for each C3 map, the S2 maps it reads.
 TABLE_I = (
@@ -66,13 +67,14 @@ def init_params(rng, dtype="float64"):
 class LeNet5:
     """The network of LeCun et al. 1998, with fixed +/-1 RBF centres (``bitmaps.py``)."""
 
-    def __init__(self, seed=0, dtype="float32"):
+    def __init__(self, seed=0, dtype="float32", threads=1):
         if str(dtype) not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
         self.dtype = np.dtype(dtype)
         self.params = init_params(np.random.default_rng(seed), self.dtype)
         self.rbf_centres = rbf_centres(self.dtype)
         self.mask = c3_mask(self.dtype)
+        self.threads = threads  # batches are split across this many threads (see parallel.py)
 
     # ------------------------------------------------------------ forward
     def _forward(self, x):
@@ -100,7 +102,8 @@ class LeNet5:
 
     def forward(self, x):
         """RBF penalties y ``(N, 10)`` (squared distances; smaller is better) for x ``(N, 1, 32, 32)``."""
-        return self._forward(x)[0]
+        parts = split_map(self.threads, len(x), lambda a, b: self._forward(x[a:b])[0])
+        return parts[0][1] if len(parts) == 1 else np.concatenate([y for _, y in parts])
 
     def predict(self, x, batch_size=1000):
         """Predicted digits ``(N,)``: the class with the smallest penalty."""
@@ -140,8 +143,17 @@ class LeNet5:
 
     def loss_grads_and_outputs(self, x, labels, criterion="mse", j=0.1):
         """As ``loss_and_grads``, also returning the penalties y ``(N, 10)`` (for on-the-fly error)."""
+        labels = np.asarray(labels)
+        parts = split_map(self.threads, len(x),
+                          lambda a, b: self._loss_grads_chunk(x[a:b], labels[a:b], criterion, j))
+        if len(parts) == 1:
+            return parts[0][1]
+        loss = sum(w * r[0] for w, r in parts)  # chunk means weighted by chunk size -> batch mean
+        return loss, weighted_sum([(w, r[1]) for w, r in parts]), np.concatenate([r[2] for _, r in parts])
+
+    def _loss_grads_chunk(self, x, labels, criterion, j):
         y, c = self._forward(x)
-        loss, dy = loss_and_dy(y, np.asarray(labels), criterion, j)
+        loss, dy = loss_and_dy(y, labels, criterion, j)
         d = L.rbf_backward(dy.astype(self.dtype, copy=False), c["RBF"])
         return loss, self._backprop(d, c), y
 
@@ -152,6 +164,10 @@ class LeNet5:
         class's penalty y_D = sum_j (x_j - w_Dj)^2 (eq. 8's term, also used for eq. 9's criterion,
         whose competitive term can make the exact value negative).
         """
+        parts = split_map(self.threads, len(x), lambda a, b: self._curvature_chunk(x[a:b]))
+        return parts[0][1] if len(parts) == 1 else weighted_sum(parts)
+
+    def _curvature_chunk(self, x):
         _, c = self._forward(x)
         d2 = np.full((84, x.shape[0]), 2.0 / x.shape[0], dtype=self.dtype)
         return self._backprop(d2, c, curvature=True)

@@ -93,7 +93,7 @@ def run_train(params, layout=Layout(), progress=True):
     tune_allocator()
     tx, ty, vx, vy = load_prepared(layout.prepared)
     t0 = time.perf_counter()
-    with threadpool_limits(limits=params.train.threads or None, user_api="blas"):
+    with threadpool_limits(limits=1, user_api="blas"):  # parallel over batch chunks instead (parallel.py)
         net, rows = fit(tx, ty, vx, vy, params.lr_scale, params.train, params.distort, layout.checkpoint,
                         progress=progress, on_epoch=lambda rows: write_log_csv(layout.train_log, rows))
     write_log_csv(layout.train_log, rows)

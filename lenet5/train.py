@@ -11,6 +11,7 @@ uninterrupted one. A checkpoint with another fingerprint is never used.
 
 import hashlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -25,6 +26,11 @@ from .model import DTYPES, PARAM_SHAPES, LeNet5
 from .sdlm import eta_for_epoch, sdlm_update, step_sizes, zero_velocity
 from .trainlog import LOG_FIELDS
 
+
+
+def resolve_threads(threads):
+    """``train.threads``: 0 means one thread per CPU this process may use."""
+    return int(threads) or len(os.sched_getaffinity(0))
 
 
 class TrainingDiverged(Lenet5Error):
@@ -46,6 +52,7 @@ def training_fingerprint(lr_scale, train, distort, digest):
     not depend on it, so a finished 20-epoch run can be extended to 25 and still match a fresh one."""
     t = train.to_dict()
     t.pop("epochs")
+    t["threads"] = resolve_threads(train.threads)  # chunk sums depend on it, so bitwise results do too
     return params_fingerprint({"lr_scale": lr_scale, "train": t, "distort": distort.to_dict(), "data": digest})
 
 
@@ -133,7 +140,7 @@ def fit(train_x, train_y, test_x, test_y, lr_scale, train, distort, checkpoint_p
     fingerprint = training_fingerprint(lr_scale, train, distort, data_digest(train_x, train_y, test_x, test_y))
     _remove_stale_temps(checkpoint_path)
     rng = np.random.default_rng(train.seed)
-    net = LeNet5(seed=train.seed, dtype=train.dtype)
+    net = LeNet5(seed=train.seed, dtype=train.dtype, threads=resolve_threads(train.threads))
     velocity = zero_velocity(net.params) if train.momentum else None
     rows, start = [], 0
     state = _resume(checkpoint_path, fingerprint, train, echo)
@@ -143,6 +150,7 @@ def fit(train_x, train_y, test_x, test_y, lr_scale, train, distort, checkpoint_p
             echo(f"checkpoint {checkpoint_path} is at epoch {done}, beyond epochs={train.epochs}; starting fresh")
         else:
             net = LeNet5.from_params(params)
+            net.threads = resolve_threads(train.threads)
             rng.bit_generator.state = rng_state
             if velocity is not None:
                 velocity = {k: np.array(v, dtype=net.dtype) for k, v in saved_velocity.items()}
