@@ -10,6 +10,7 @@ import numpy as np
 from . import layers as L
 from .bitmaps import rbf_centres
 from .checkpoint import load_arrays, save_arrays
+from .errors import Lenet5Error
 from .losses import loss_and_dy
 from .parallel import split_map, weighted_sum
 
@@ -185,7 +186,10 @@ class LeNet5:
     @classmethod
     def load(cls, path):
         """Read a checkpoint written by ``save``; refuses anything else with a one-line error."""
-        return cls.from_params(load_arrays(path, PARAM_SHAPES, DTYPES)[0])
+        params = load_arrays(path, PARAM_SHAPES, DTYPES)[0]
+        if np.any(params["C3.weight"] * (1 - c3_mask()) != 0):
+            raise Lenet5Error(f"{path}: not a LeNet-5 checkpoint (C3.weight has connections outside Table I)")
+        return cls.from_params(params)
 
     @classmethod
     def from_params(cls, params):

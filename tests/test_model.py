@@ -249,3 +249,13 @@ def test_load_refuses_bad_files_with_one_line(tmp_path, case):
     assert "\n" not in msg and str(path) in msg
     if case == "object_array":
         assert "allow_pickle" in msg
+
+
+def test_load_refuses_c3_connections_outside_table_i(tmp_path):
+    """A file whose C3.weight uses a connection absent from Table I is not a LeNet-5."""
+    net = LeNet5(seed=0, dtype="float64")
+    net.params["C3.weight"][0, 5, 2, 2] = 0.1  # map 0 reads S2 maps {0, 1, 2} only
+    path = tmp_path / "bad.npz"
+    net.save(path)
+    with pytest.raises(Lenet5Error, match="outside Table I"):
+        LeNet5.load(path)
