@@ -96,8 +96,8 @@ def mse_loss(y, labels):
 def train_epoch(model, opt, images, labels, batch_size, gen):
     """One shuffled pass of forward + backward + SGD step over (N, 1, 32, 32) images.
 
-    Returns (wall seconds, process CPU seconds); on a shared machine the CPU time shows how much
-    of the wall time was spent waiting for other people's jobs.
+    Returns (wall seconds, process CPU seconds). On a quiet machine CPU / wall is close to the
+    thread count; much less means the cores were busy with other jobs and the wall time is inflated.
     """
     start, cpu = time.perf_counter(), time.process_time()
     order = torch.randperm(images.shape[0], generator=gen)
