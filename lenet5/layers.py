@@ -2,10 +2,11 @@
 
 Every ``*_forward(x, ...)`` returns ``(out, cache)`` and every ``*_backward(dout, cache)`` returns the
 gradient with respect to the input and the layer's parameters. Inside the network feature maps travel
-channels first, batch second: ``(C, N, H, W)`` for maps and ``(D, N)`` for vectors. With that layout
-each layer is one wide matrix product ``(F, C*k*k) @ (C*k*k, N*H*W)`` whose result is already the
-next layer's input, which BLAS runs far faster than the tall, thin ``(N*H*W, C*k*k) @ (C*k*k, F)``
-of the NCHW/NHWC layouts. The public parameter shapes keep the usual ``(F, C, kh, kw)`` order.
+channels first and batch last: ``(C, H, W, N)`` for maps and ``(D, N)`` for vectors. With that
+layout each layer is one wide matrix product ``(F, C*k*k) @ (C*k*k, H*W*N)`` whose result is
+already the next layer's input (BLAS runs it far faster than the tall, thin
+``(N*H*W, C*k*k) @ (C*k*k, F)`` of the NCHW/NHWC layouts), and every shifted window, subsampling
+or upsampling step moves contiguous runs of at least N numbers instead of rows of 5 to 28. The public parameter shapes keep the usual ``(F, C, kh, kw)`` order.
 
 The same backward functions give the Gauss-Newton curvature of Appendix C: the second-derivative
 backprop of eqs. 25-27 is the gradient backprop with every multiplier squared (weights, inputs and
@@ -23,56 +24,60 @@ SQUASH_S = 2.0 / 3.0
 
 # ---------------------------------------------------------------- convolution (C1, C3, C5)
 def im2col(x, k):
-    """Patches of x ``(C, N, H, W)`` as columns: ``(C*k*k, N*Ho*Wo)``, rows in (C, kh, kw) order."""
-    C, N, H, W = x.shape
+    """Patches of x ``(C, H, W, N)`` as columns: ``(C*k*k, Ho*Wo*N)``, rows in (C, kh, kw) order."""
+    C, H, W, N = x.shape
     Ho, Wo = H - k + 1, W - k + 1
-    cols = np.empty((C, k, k, N, Ho, Wo), dtype=x.dtype)
+    if Ho == 1 and Wo == 1:  # one window covers the map (C5): the columns are the map itself
+        return x.reshape(C * k * k, N)  # (C, k, k, N) -> (C*k*k, N), no copy
+    cols = np.empty((C, k, k, Ho, Wo, N), dtype=x.dtype)
     for i in range(k):  # k*k slice copies over kernel offsets, never over pixels or samples
         for j in range(k):
-            cols[:, i, j] = x[:, :, i:i + Ho, j:j + Wo]
-    return cols.reshape(C * k * k, N * Ho * Wo)  # (C,k,k,N,Ho,Wo) -> (C*k*k, N*Ho*Wo), no copy
+            cols[:, i, j] = x[:, i:i + Ho, j:j + Wo, :]
+    return cols.reshape(C * k * k, Ho * Wo * N)  # (C,k,k,Ho,Wo,N) -> (C*k*k, Ho*Wo*N), no copy
 
 
 def col2im(dcols, x_shape, k):
-    """Adjoint of ``im2col``: ``(C*k*k, N*Ho*Wo)`` -> ``(C, N, H, W)``, overlaps summed."""
-    C, N, H, W = x_shape
+    """Adjoint of ``im2col``: ``(C*k*k, Ho*Wo*N)`` -> ``(C, H, W, N)``, overlaps summed."""
+    C, H, W, N = x_shape
     Ho, Wo = H - k + 1, W - k + 1
-    dc = dcols.reshape(C, k, k, N, Ho, Wo)  # (C*k*k, N*Ho*Wo) -> (C, k, k, N, Ho, Wo)
+    if Ho == 1 and Wo == 1:  # no overlaps
+        return dcols.reshape(x_shape)  # (C*k*k, N) -> (C, k, k, N)
+    dc = dcols.reshape(C, k, k, Ho, Wo, N)  # (C*k*k, Ho*Wo*N) -> (C, k, k, Ho, Wo, N)
     dx = np.zeros(x_shape, dtype=dcols.dtype)
     for i in range(k):
         for j in range(k):
-            dx[:, :, i:i + Ho, j:j + Wo] += dc[:, i, j]
+            dx[:, i:i + Ho, j:j + Wo, :] += dc[:, i, j]
     return dx
 
 
 def conv_forward(x, w, b):
     """Valid 2-D convolution (cross-correlation, stride 1) by im2col and one matrix product.
 
-    Parameters: x ``(C, N, H, W)``; w ``(F, C, k, k)``; b ``(F,)``.
-    Returns: a ``(F, N, H-k+1, W-k+1)`` (the weighted sums of eq. 5) and the cache.
+    Parameters: x ``(C, H, W, N)``; w ``(F, C, k, k)``; b ``(F,)``.
+    Returns: a ``(F, H-k+1, W-k+1, N)`` (the weighted sums of eq. 5) and the cache.
     """
-    C, N, H, W = x.shape
+    C, H, W, N = x.shape
     F, _, k, _ = w.shape
-    cols = im2col(x, k)  # (C*k*k, N*Ho*Wo)
-    out = w.reshape(F, C * k * k) @ cols  # (F, C*k*k) @ (C*k*k, N*Ho*Wo) -> (F, N*Ho*Wo)
+    cols = im2col(x, k)  # (C*k*k, Ho*Wo*N)
+    out = w.reshape(F, C * k * k) @ cols  # (F, C*k*k) @ (C*k*k, Ho*Wo*N) -> (F, Ho*Wo*N)
     out += b[:, None]
     cache = {"cols": cols, "w": w, "x_shape": x.shape}
-    return out.reshape(F, N, H - k + 1, W - k + 1), cache  # (F, N*Ho*Wo) -> (F, N, Ho, Wo)
+    return out.reshape(F, H - k + 1, W - k + 1, N), cache  # (F, Ho*Wo*N) -> (F, Ho, Wo, N)
 
 
 def conv_backward(dout, cache, need_dx=True):
-    """Gradients of a convolution: dout ``(F, N, Ho, Wo)`` -> (dx ``(C, N, H, W)`` or None, dw, db).
+    """Gradients of a convolution: dout ``(F, Ho, Wo, N)`` -> (dx ``(C, H, W, N)`` or None, dw, db).
 
     A shared weight's gradient is the sum over all connections that use it (eq. 19).
     """
     cols, w = cache["cols"], cache["w"]
     F, C, k, _ = w.shape
-    d2 = dout.reshape(F, -1)  # (F, N, Ho, Wo) -> (F, N*Ho*Wo)
+    d2 = dout.reshape(F, -1)  # (F, Ho, Wo, N) -> (F, Ho*Wo*N)
     dw = (cols @ d2.T).T.reshape(w.shape)  # (C*k*k, F).T -> (F, C*k*k) -> (F, C, k, k); BLAS likes this order
     db = d2.sum(axis=1)
     if not need_dx:
         return None, dw, db
-    dcols = w.reshape(F, C * k * k).T @ d2  # (C*k*k, N*Ho*Wo)
+    dcols = w.reshape(F, C * k * k).T @ d2  # (C*k*k, Ho*Wo*N)
     return col2im(dcols, cache["x_shape"], k), dw, db
 
 
@@ -86,27 +91,26 @@ def conv_curvature(d2out, cache, need_dx=True):
 def subsample_forward(x, coef, b):
     """Paper's subsampling: per map, coef * (sum of each 2x2 window, stride 2) + bias (§II.B).
 
-    Parameters: x ``(C, N, H, W)`` with H, W even; coef ``(C,)``; b ``(C,)``.
-    Returns: a ``(C, N, H/2, W/2)`` and the cache.
+    Parameters: x ``(C, H, W, N)`` with H, W even; coef ``(C,)``; b ``(C,)``.
+    Returns: a ``(C, H/2, W/2, N)`` and the cache.
     """
-    C, N, H, W = x.shape
-    r = x.reshape(C, N, H, W // 2, 2)  # (C, N, H, W/2, 2): horizontal pairs
-    r = r[..., 0] + r[..., 1]  # (C, N, H, W/2)
-    r = r.reshape(C, N, H // 2, 2, W // 2)  # (C, N, H/2, 2, W/2): vertical pairs
-    s = r[:, :, :, 0] + r[:, :, :, 1]  # (C, N, H/2, W/2): window sums
+    C, H, W, N = x.shape
+    r = x.reshape(C, H // 2, 2, W, N)  # (C, H/2, 2, W, N): vertical pairs
+    r = r[:, :, 0] + r[:, :, 1]  # (C, H/2, W, N)
+    r = r.reshape(C, H // 2, W // 2, 2, N)  # (C, H/2, W/2, 2, N): horizontal pairs
+    s = r[:, :, :, 0] + r[:, :, :, 1]  # (C, H/2, W/2, N): window sums
     out = s * coef[:, None, None, None] + b[:, None, None, None]
     return out, {"s": s, "coef": coef}
 
 
 def subsample_backward(dout, cache):
-    """dout ``(C, N, H/2, W/2)`` -> (dx ``(C, N, H, W)``, dcoef ``(C,)``, db ``(C,)``)."""
+    """dout ``(C, H/2, W/2, N)`` -> (dx ``(C, H, W, N)``, dcoef ``(C,)``, db ``(C,)``)."""
     s, coef = cache["s"], cache["coef"]
-    C, N, Hh, Wh = dout.shape
-    dcoef = np.einsum("cnhw,cnhw->c", dout, s)
+    dcoef = np.einsum("chwn,chwn->c", dout, s)
     db = dout.sum(axis=(1, 2, 3))
-    ds = dout * coef[:, None, None, None]  # (C, N, H/2, W/2)
+    ds = dout * coef[:, None, None, None]  # (C, H/2, W/2, N)
     # every input of a window receives the window's gradient
-    dx = ds.repeat(2, axis=3).repeat(2, axis=2)  # (C, N, H/2, W/2) -> (C, N, H, W)
+    dx = ds.repeat(2, axis=2).repeat(2, axis=1)  # (C, H/2, W/2, N) -> (C, H, W, N)
     return dx, dcoef, db
 
 

@@ -85,17 +85,17 @@ class LeNet5:
         if x.ndim != 4 or x.shape[1:] != (1, 32, 32):
             raise ValueError(f"input must have shape (N, 1, 32, 32), got {x.shape}")
         c = {}
-        h = x.reshape(1, n, 32, 32)  # (N,1,32,32) -> (1,N,32,32), same memory since C=1
-        a, c["C1"] = L.conv_forward(h, p["C1.weight"], p["C1.bias"])  # (6,N,28,28)
+        h = np.ascontiguousarray(x.reshape(n, 32 * 32).T).reshape(1, 32, 32, n)  # (N,1,32,32) -> (1,32,32,N)
+        a, c["C1"] = L.conv_forward(h, p["C1.weight"], p["C1.bias"])  # (6,28,28,N)
         h, c["C1f"] = L.squash_forward(a)
-        a, c["S2"] = L.subsample_forward(h, p["S2.coef"], p["S2.bias"])  # (6,N,14,14)
+        a, c["S2"] = L.subsample_forward(h, p["S2.coef"], p["S2.bias"])  # (6,14,14,N)
         h, c["S2f"] = L.squash_forward(a)
-        a, c["C3"] = L.conv_forward(h, p["C3.weight"], p["C3.bias"])  # (16,N,10,10)
+        a, c["C3"] = L.conv_forward(h, p["C3.weight"], p["C3.bias"])  # (16,10,10,N)
         h, c["C3f"] = L.squash_forward(a)
-        a, c["S4"] = L.subsample_forward(h, p["S4.coef"], p["S4.bias"])  # (16,N,5,5)
+        a, c["S4"] = L.subsample_forward(h, p["S4.coef"], p["S4.bias"])  # (16,5,5,N)
         h, c["S4f"] = L.squash_forward(a)
-        a, c["C5"] = L.conv_forward(h, p["C5.weight"], p["C5.bias"])  # (120,N,1,1)
-        h, c["C5f"] = L.squash_forward(a.reshape(120, n))  # (120,N,1,1) -> (120,N)
+        a, c["C5"] = L.conv_forward(h, p["C5.weight"], p["C5.bias"])  # (120,1,1,N)
+        h, c["C5f"] = L.squash_forward(a.reshape(120, n))  # (120,1,1,N) -> (120,N)
         a, c["F6"] = L.full_forward(h, p["F6.weight"], p["F6.bias"])  # (84,N)
         h, c["F6f"] = L.squash_forward(a)
         y, c["RBF"] = L.rbf_forward(h, self.rbf_centres)  # (N,10)
@@ -124,7 +124,7 @@ class LeNet5:
         g, n = {}, d.shape[1]
         d = sq(d, c["F6f"])
         d, g["F6.weight"], g["F6.bias"] = full(d, c["F6"])
-        d = sq(d, c["C5f"]).reshape(120, n, 1, 1)  # (120,N) -> (120,N,1,1)
+        d = sq(d, c["C5f"]).reshape(120, 1, 1, n)  # (120,N) -> (120,1,1,N)
         d, g["C5.weight"], g["C5.bias"] = conv(d, c["C5"])
         d = sq(d, c["S4f"])
         d, g["S4.coef"], g["S4.bias"] = sub(d, c["S4"])

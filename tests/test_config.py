@@ -15,6 +15,7 @@ from lenet5.config import (
 from lenet5.errors import Lenet5Error
 
 REPO_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
+LRS_LINE = next(line for line in REPO_PARAMS.read_text().splitlines() if line.startswith("lr_scale:"))
 TEXT = REPO_PARAMS.read_text(encoding="utf-8")
 
 
@@ -46,12 +47,15 @@ def good_dict():
 
 
 def test_committed_params_load():
+    import yaml
+
+    raw = yaml.safe_load(REPO_PARAMS.read_text())
     p = load_params(REPO_PARAMS)
     assert isinstance(p, Params)
-    assert p.lr_scale == 50.0 and isinstance(p.lr_scale, float)
-    assert p.train.epochs == 20 and p.train.criterion == "mse" and p.train.dtype == "float32"
+    assert p.lr_scale == raw["lr_scale"] and isinstance(p.lr_scale, float)
+    assert p.train.epochs == raw["train"]["epochs"] and p.train.criterion == raw["train"]["criterion"]
     assert p.fetch.mirrors[0].startswith("https://") and len(p.fetch.mirrors) == 2
-    assert p.distort.enabled is False and p.evaluate.gallery == 40
+    assert p.distort.enabled is raw["distort"]["enabled"] and p.evaluate.gallery == raw["evaluate"]["gallery"]
     with pytest.raises(dataclasses.FrozenInstanceError):
         p.train.epochs = 3
 
@@ -112,7 +116,7 @@ def test_missing_key_and_block(tmp_path):
     [
         ("  epochs:", "  epoch:", "unknown key 'train.epoch' (did you mean 'train.epochs'?)"),
         ("train:", "trian:", "unknown key 'trian' (did you mean 'train'?)"),
-        ("lr_scale: 50.0", "lr_scale: 50.0\nseed: 1", "unknown key 'seed' (did you mean 'train.seed'?)"),
+        (LRS_LINE, LRS_LINE + "\nseed: 1", "unknown key 'seed' (did you mean 'train.seed'?)"),
         ("  gallery: 40", "  gallery: 40\n  zzzz: 1", "unknown key 'evaluate.zzzz'"),
     ],
 )
@@ -189,20 +193,22 @@ def test_limits_themselves_are_accepted():
 
 def test_ints_are_accepted_as_floats(tmp_path):
     # dvc exp run -S lr_scale=50 writes the value back as an int
-    p = load_params(edited(tmp_path, "lr_scale: 50.0", "lr_scale: 50"))
-    assert p.lr_scale == 50.0 and type(p.lr_scale) is float
+    whole = load_params(REPO_PARAMS).lr_scale
+    assert whole == int(whole), "the committed lr_scale is a whole number, written as a float"
+    p = load_params(edited(tmp_path, LRS_LINE, f"lr_scale: {int(whole)}"))
+    assert p.lr_scale == whole and type(p.lr_scale) is float
     assert p.fetch.timeout == 30.0 and type(p.fetch.timeout) is float
     assert p == load_params(REPO_PARAMS)
 
 
 def test_bools_are_not_numbers_and_numbers_not_bools(tmp_path):
-    msg = error_of(edited(tmp_path, "lr_scale: 50.0", "lr_scale: true"))
+    msg = error_of(edited(tmp_path, LRS_LINE, "lr_scale: true"))
     assert msg.endswith("lr_scale must be a number, got true")
     msg = error_of(edited(tmp_path, "  batch_size: 32", "  batch_size: yes"))
     assert msg.endswith("train.batch_size must be an integer, got true")
-    msg = error_of(edited(tmp_path, "enabled: false", "enabled: 1"))
+    msg = error_of(edited(tmp_path, "enabled: true", "enabled: 1"))
     assert msg.endswith("distort.enabled must be true or false, got 1")
-    assert load_params(edited(tmp_path, "enabled: false", "enabled: true")).distort.enabled is True
+    assert load_params(edited(tmp_path, "enabled: true", "enabled: false")).distort.enabled is False
 
 
 def test_block_must_be_a_mapping():

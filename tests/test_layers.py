@@ -1,6 +1,6 @@
 """Tests of lenet5.layers: every vectorised layer against the loop reference and finite differences.
 
-The engine's layout is (C, N, H, W) for maps and (D, N) for vectors; the reference works on one
+The engine's layout is (C, H, W, N) for maps and (D, N) for vectors; the reference works on one
 pattern, (C, H, W) or (D,), so each check loops over the batch. All in float64. Backward passes are
 checked twice: against the loop reference and against central finite differences of the scalar
 objective sum(out * R) with a random R (relative error < 1e-6). Curvature functions must equal the
@@ -18,7 +18,18 @@ SHAPES = [  # (C, N, H, F, k): small random shapes, square maps
     (2, 2, 6, 3, 3),
     (3, 3, 8, 2, 5),
     (1, 2, 7, 4, 3),
+    (3, 2, 5, 4, 5),  # one window covers the map, as in C5
 ]
+
+
+def E(a):
+    """(C, N, H, W) as the tests build maps -> the engine's (C, H, W, N)."""
+    return np.ascontiguousarray(np.moveaxis(a, 1, -1))
+
+
+def B(a):
+    """The engine's (C, H, W, N) -> (C, N, H, W), to compare image by image."""
+    return np.moveaxis(a, -1, 1)
 
 
 def rel_error(a, b):
@@ -47,12 +58,12 @@ def test_im2col_matches_its_definition_and_col2im_is_its_adjoint(C, N, H, F, k):
     rng = np.random.default_rng(1)
     x = rng.normal(size=(C, N, H, H))
     Ho = H - k + 1
-    cols = L.im2col(x, k)
-    assert cols.shape == (C * k * k, N * Ho * Ho)
+    cols = L.im2col(E(x), k)
+    assert cols.shape == (C * k * k, Ho * Ho * N)
     for c, u, v, n, i, j in [tuple(rng.integers(0, m) for m in (C, k, k, N, Ho, Ho)) for _ in range(30)]:
-        assert cols[(c * k + u) * k + v, (n * Ho + i) * Ho + j] == x[c, n, i + u, j + v]
+        assert cols[(c * k + u) * k + v, (i * Ho + j) * N + n] == x[c, n, i + u, j + v]
     y = rng.normal(size=cols.shape)
-    back = L.col2im(y, x.shape, k)
+    back = B(L.col2im(y, E(x).shape, k))
     assert back.shape == x.shape
     lhs, rhs = np.sum(cols * y), np.sum(x * back)
     assert abs(lhs - rhs) <= 1e-12 * max(abs(lhs), 1.0)
@@ -67,7 +78,8 @@ def conv_case(C, N, H, F, k, seed=2):
 @pytest.mark.parametrize("C,N,H,F,k", SHAPES)
 def test_conv_forward_matches_loop_reference(C, N, H, F, k):
     x, w, b = conv_case(C, N, H, F, k)
-    out, _ = L.conv_forward(x, w, b)
+    out, _ = L.conv_forward(E(x), w, b)
+    out = B(out)
     assert out.shape == (F, N, H - k + 1, H - k + 1)
     for n in range(N):
         assert rel_error(out[:, n], conv2d(x[:, n], w, b)) < 1e-12
@@ -76,15 +88,16 @@ def test_conv_forward_matches_loop_reference(C, N, H, F, k):
 @pytest.mark.parametrize("C,N,H,F,k", SHAPES)
 def test_conv_backward_matches_loop_reference(C, N, H, F, k):
     x, w, b = conv_case(C, N, H, F, k)
-    out, cache = L.conv_forward(x, w, b)
-    dout = np.random.default_rng(3).normal(size=out.shape)
-    dx, dw, db = L.conv_backward(dout, cache)
+    out, cache = L.conv_forward(E(x), w, b)
+    dout = B(np.random.default_rng(3).normal(size=out.shape))
+    dx, dw, db = L.conv_backward(E(dout), cache)
+    dx = B(dx)
     refs = [conv2d_backward(dout[:, n], x[:, n], w) for n in range(N)]
     for n in range(N):
         assert rel_error(dx[:, n], refs[n][0]) < 1e-12
     assert rel_error(dw, sum(r[1] for r in refs)) < 1e-12
     assert rel_error(db, sum(r[2] for r in refs)) < 1e-12
-    none, dw2, db2 = L.conv_backward(dout, cache, need_dx=False)
+    none, dw2, db2 = L.conv_backward(E(dout), cache, need_dx=False)
     assert none is None
     assert np.array_equal(dw2, dw) and np.array_equal(db2, db)
 
@@ -93,9 +106,9 @@ def test_conv_backward_matches_loop_reference(C, N, H, F, k):
 def test_conv_backward_matches_finite_differences(C, N, H, F, k):
     x, w, b = conv_case(C, N, H, F, k)
     R = np.random.default_rng(4).normal(size=(F, N, H - k + 1, H - k + 1))
-    obj = lambda: np.sum(L.conv_forward(x, w, b)[0] * R)  # noqa: E731
-    dx, dw, db = L.conv_backward(R, L.conv_forward(x, w, b)[1])
-    assert rel_error(dx, numeric_grad(obj, x)) < 1e-6
+    obj = lambda: np.sum(B(L.conv_forward(E(x), w, b)[0]) * R)  # noqa: E731
+    dx, dw, db = L.conv_backward(E(R), L.conv_forward(E(x), w, b)[1])
+    assert rel_error(B(dx), numeric_grad(obj, x)) < 1e-6
     assert rel_error(dw, numeric_grad(obj, w)) < 1e-6
     assert rel_error(db, numeric_grad(obj, b)) < 1e-6
 
@@ -103,9 +116,10 @@ def test_conv_backward_matches_finite_differences(C, N, H, F, k):
 @pytest.mark.parametrize("C,N,H,F,k", SHAPES)
 def test_conv_curvature_is_backward_with_squared_multipliers(C, N, H, F, k):
     x, w, b = conv_case(C, N, H, F, k)
-    out, cache = L.conv_forward(x, w, b)
-    d2 = np.random.default_rng(5).uniform(0, 2, size=out.shape)  # second derivatives are >= 0
-    d2x, hw, hb = L.conv_curvature(d2, cache)
+    out, cache = L.conv_forward(E(x), w, b)
+    d2 = B(np.random.default_rng(5).uniform(0, 2, size=out.shape))  # second derivatives are >= 0
+    d2x, hw, hb = L.conv_curvature(E(d2), cache)
+    d2x = B(d2x)
     sq = [conv2d_backward(d2[:, n], x[:, n] ** 2, w ** 2) for n in range(N)]
     explicit = [conv2d_curvature(d2[:, n], x[:, n], w) for n in range(N)]
     for n in range(N):
@@ -115,7 +129,7 @@ def test_conv_curvature_is_backward_with_squared_multipliers(C, N, H, F, k):
         assert rel_error(got, sum(r[i] for r in sq)) < 1e-12
         assert rel_error(got, sum(r[i] for r in explicit)) < 1e-12
     assert d2x.min() >= 0 and hw.min() >= 0 and hb.min() >= 0
-    none, hw2, hb2 = L.conv_curvature(d2, cache, need_dx=False)
+    none, hw2, hb2 = L.conv_curvature(E(d2), cache, need_dx=False)
     assert none is None and np.array_equal(hw2, hw) and np.array_equal(hb2, hb)
 
 
@@ -128,10 +142,12 @@ def sub_case(C=3, N=2, H=8, seed=6):
 @pytest.mark.parametrize("C,N,H", [(2, 2, 6), (3, 3, 8)])
 def test_subsample_forward_and_backward_match_loop_reference(C, N, H):
     x, coef, b = sub_case(C, N, H)
-    out, cache = L.subsample_forward(x, coef, b)
+    out, cache = L.subsample_forward(E(x), coef, b)
+    out = B(out)
     assert out.shape == (C, N, H // 2, H // 2)
     dout = np.random.default_rng(7).normal(size=out.shape)
-    dx, dcoef, db = L.subsample_backward(dout, cache)
+    dx, dcoef, db = L.subsample_backward(E(dout), cache)
+    dx = B(dx)
     refs = [subsample_backward(dout[:, n], x[:, n], coef) for n in range(N)]
     for n in range(N):
         assert rel_error(out[:, n], subsample(x[:, n], coef, b)) < 1e-12
@@ -143,18 +159,19 @@ def test_subsample_forward_and_backward_match_loop_reference(C, N, H):
 def test_subsample_backward_matches_finite_differences():
     x, coef, b = sub_case()
     R = np.random.default_rng(8).normal(size=(3, 2, 4, 4))
-    obj = lambda: np.sum(L.subsample_forward(x, coef, b)[0] * R)  # noqa: E731
-    dx, dcoef, db = L.subsample_backward(R, L.subsample_forward(x, coef, b)[1])
-    assert rel_error(dx, numeric_grad(obj, x)) < 1e-6
+    obj = lambda: np.sum(B(L.subsample_forward(E(x), coef, b)[0]) * R)  # noqa: E731
+    dx, dcoef, db = L.subsample_backward(E(R), L.subsample_forward(E(x), coef, b)[1])
+    assert rel_error(B(dx), numeric_grad(obj, x)) < 1e-6
     assert rel_error(dcoef, numeric_grad(obj, coef)) < 1e-6
     assert rel_error(db, numeric_grad(obj, b)) < 1e-6
 
 
 def test_subsample_curvature_uses_window_sum_and_squared_coefficient():
     x, coef, b = sub_case()
-    out, cache = L.subsample_forward(x, coef, b)
-    d2 = np.random.default_rng(9).uniform(0, 2, size=out.shape)
-    d2x, hcoef, hb = L.subsample_curvature(d2, cache)
+    out, cache = L.subsample_forward(E(x), coef, b)
+    d2 = B(np.random.default_rng(9).uniform(0, 2, size=out.shape))
+    d2x, hcoef, hb = L.subsample_curvature(E(d2), cache)
+    d2x = B(d2x)
     refs = [subsample_curvature(d2[:, n], x[:, n], coef) for n in range(2)]
     for n in range(2):
         assert rel_error(d2x[:, n], refs[n][0]) < 1e-12

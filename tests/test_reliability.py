@@ -217,7 +217,7 @@ def _bad_yaml(text):
 
 @pytest.mark.parametrize("edit, expected", [
     (_typo, r"^error: params\.yaml: unknown key 'train\.epoch' \(did you mean 'train\.epochs'\?\)$"),
-    (_bad_yaml, r"^error: params\.yaml:22:\d+: invalid YAML: "),
+    (_bad_yaml, rf"^error: params\.yaml:{COMMITTED.splitlines().index('  batch_size: 32') + 1}:\d+: invalid YAML: "),
     (None, r"^error: params\.yaml: not found"),
 ], ids=["typo", "invalid-yaml", "missing"])
 def test_bad_params_stop_the_stage_before_any_output(tmp_path, edit, expected):
@@ -228,7 +228,8 @@ def test_bad_params_stop_the_stage_before_any_output(tmp_path, edit, expected):
     else:
         params.write_text(edit(COMMITTED), encoding="utf-8")
     if edit is _bad_yaml:
-        assert params.read_text().splitlines()[21] == "  batch_size: 32: 4"  # line 22, as the error says
+        line = COMMITTED.splitlines().index("  batch_size: 32")
+        assert params.read_text().splitlines()[line] == "  batch_size: 32: 4"  # the line the error names
     LeNet5(seed=7).save(folder / "models/lenet5.npz")
     (folder / "checkpoints").mkdir()
     (folder / "checkpoints/last.npz").write_bytes(b"an older checkpoint")

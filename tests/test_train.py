@@ -27,7 +27,8 @@ REPO_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 N_TRAIN, N_TEST = 48, 16
 # lr_scale 1 keeps the net out of saturation, so every batch moves every weight and a wrong
 # shuffle, distortion or velocity after a resume cannot go unnoticed.
-BASE = {"lr_scale": 1.0, "train.epochs": 3, "train.batch_size": 16, "train.hessian_samples": 32}
+BASE = {"lr_scale": 1.0, "train.epochs": 3, "train.batch_size": 16, "train.hessian_samples": 32,
+        "train.momentum": 0.0, "distort.enabled": False}
 VARIANTS = {"plain": {}, "momentum": {"train.momentum": 0.5}, "distort": {"distort.enabled": True}}
 
 
