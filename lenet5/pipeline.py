@@ -7,6 +7,7 @@ The default paths (``Layout``) are the ones ``dvc.yaml`` declares.
 
 import json
 import os
+import resource
 import sys
 import time
 from dataclasses import dataclass
@@ -109,6 +110,7 @@ def run_train(params, layout=Layout(), progress=True):
         "images_per_second": round(len(tx) * len(rows) / seconds, 1),
         "parameters": net.num_params(),
         "this_run_seconds": round(time.perf_counter() - t0, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
     write_json(layout.train_metrics, metrics)
     return metrics
