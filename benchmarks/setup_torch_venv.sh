@@ -5,8 +5,9 @@
 #
 # Usage: bash benchmarks/setup_torch_venv.sh [VENV_DIR]      (default: /tmp/torch-venv)
 #
-# torch is pinned exactly: a CPU wheel of 2.13.0 is available locally and pip finds it by this
-# pin; an unpinned torch would pull a multi-GB CUDA build.
+# torch is pinned exactly to the version the figures in benchmarks/README.md were measured with. On
+# the machine that measured them a CPU wheel of 2.13.0 sits in pip's local index; elsewhere, set
+# PIP_INDEX_URL=https://download.pytorch.org/whl/cpu to get the CPU build instead of the CUDA one.
 set -euo pipefail
 
 VENV_DIR="${1:-/tmp/torch-venv}"

@@ -1,7 +1,7 @@
 """PyTorch peer of the NumPy LeNet-5: the same network, timed on the same synthetic workload.
 
 Run with the separate venv made by ``benchmarks/setup_torch_venv.sh`` (PyTorch is never a
-dependency of the lenet5 package, and this script never imports it)::
+dependency of the lenet5 package, and this script never imports lenet5)::
 
     /tmp/torch-venv/bin/python benchmarks/torch_peer.py --batch-size 256 --dtype float32 \
         --threads 2 --images 60000

@@ -5,7 +5,6 @@ the temp file is removed on failure. OS errors become a one-line ``Lenet5Error``
 """
 
 import contextlib
-import io
 import json
 import os
 import tempfile
@@ -57,13 +56,6 @@ def write_text(path, text: str) -> None:
 def write_json(path, obj) -> None:
     """Write ``obj`` as indented JSON (with a final newline) atomically."""
     write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
-
-
-def save_npy(path, arr: np.ndarray) -> None:
-    """Save one array as ``.npy`` atomically (no pickle)."""
-    buf = io.BytesIO()
-    np.save(buf, np.asarray(arr), allow_pickle=False)
-    write_bytes(path, buf.getvalue())
 
 
 def save_npz(path, arrays: dict) -> None:

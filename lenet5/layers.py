@@ -6,7 +6,8 @@ channels first and batch last: ``(C, H, W, N)`` for maps and ``(D, N)`` for vect
 layout each layer is one wide matrix product ``(F, C*k*k) @ (C*k*k, H*W*N)`` whose result is
 already the next layer's input (BLAS runs it far faster than the tall, thin
 ``(N*H*W, C*k*k) @ (C*k*k, F)`` of the NCHW/NHWC layouts), and every shifted window, subsampling
-or upsampling step moves contiguous runs of at least N numbers instead of rows of 5 to 28. The public parameter shapes keep the usual ``(F, C, kh, kw)`` order.
+or upsampling step moves contiguous runs of at least N numbers instead of rows of 5 to 28.
+The public parameter shapes keep the usual ``(F, C, kh, kw)`` order.
 
 The same backward functions give the Gauss-Newton curvature of Appendix C: the second-derivative
 backprop of eqs. 25-27 is the gradient backprop with every multiplier squared (weights, inputs and
@@ -15,7 +16,6 @@ squared cache, so the two can never drift apart.
 """
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 # Scaled hyperbolic tangent f(a) = A tanh(S a), eq. 6 and Appendix A.
 SQUASH_A = 1.7159

@@ -17,7 +17,6 @@ import numpy as np
 
 from .atomic import write_json
 from .errors import Lenet5Error
-from .model import LeNet5
 
 
 @dataclass(frozen=True)
@@ -75,7 +74,11 @@ def load_prepared(folder):
 
 def _load_npy(path):
     try:
-        return np.load(path, allow_pickle=False)
+        arr = np.load(path, allow_pickle=False)
+        if not isinstance(arr, np.ndarray):  # an .npz archive saved under an .npy name
+            arr.close()
+            raise Lenet5Error(f"{path}: not a .npy array (an .npz archive?); run the preprocess step again")
+        return arr
     except FileNotFoundError:
         raise Lenet5Error(f"{path}: not found; run the preprocess step first "
                           f"(`dvc repro preprocess` or `lenet5 preprocess`)") from None
@@ -118,6 +121,7 @@ def run_train(params, layout=Layout(), progress=True):
 
 def run_evaluate(params, layout=Layout()):
     """Test metrics, final training error, confusion data and the PNG plots."""
+    from .model import LeNet5
     from .plots import plot_confusion, plot_learning_curves, plot_misclassified
     from .trainlog import read_log_csv
     from .report import classification_metrics, confusion_matrix, most_confident_mistakes, write_confusion_csv
@@ -128,7 +132,7 @@ def run_evaluate(params, layout=Layout()):
     y_test = _penalties(net, vx, bs)
     loss = float(y_test[np.arange(len(vy)), vy].astype(np.float64).mean()) if len(vy) else None
     metrics = classification_metrics(y_test, vy, loss)
-    confusion = metrics.pop("confusion")
+    del metrics["confusion"]  # 100 numbers: kept as plot data (confusion.csv) and a picture instead
     train_pred = _penalties(net, tx, bs).argmin(axis=1)
     train_errors = int((train_pred != ty).sum())
     metrics["train_errors"] = train_errors

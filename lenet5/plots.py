@@ -1,15 +1,12 @@
-"""PNG figures of a run (learning curves, confusion, mistakes, RBF codes) and the per-epoch CSV log.
+"""PNG figures of a run: learning curves, confusion matrix, misclassified digits, RBF codes.
 
 Matplotlib runs on the non-interactive Agg backend, chosen here before ``pyplot`` is imported, so
-the figures render without a display. Every PNG (about 100 dpi) and every log rewrite goes through
-``lenet5.atomic``, and each figure is closed once saved.
-
-The training log is a small CSV with the header ``epoch,train_loss,train_error,test_error,lr,seconds``:
-``epoch`` an int, the rest floats; errors are fractions 0..1, ``lr`` is the global eta of the epoch.
+the figures render without a display. Every PNG (about 100 dpi) is written through
+``lenet5.atomic``, and each figure is closed once saved. The training log they plot is read by
+``lenet5.trainlog``.
 """
 
 import math
-from pathlib import Path
 
 import matplotlib
 

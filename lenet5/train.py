@@ -27,7 +27,6 @@ from .sdlm import eta_for_epoch, sdlm_update, step_sizes, zero_velocity
 from .trainlog import LOG_FIELDS
 
 
-
 def resolve_threads(threads):
     """``train.threads``: 0 means one thread per CPU this process may use."""
     return int(threads) or len(os.sched_getaffinity(0))
@@ -47,13 +46,28 @@ def data_digest(*arrays):
     return h.hexdigest()
 
 
+# The modules whose code decides the weights: a checkpoint made by other code is not resumed.
+TRAINING_CODE = ("layers.py", "model.py", "losses.py", "bitmaps.py", "sdlm.py", "parallel.py", "distort.py",
+                 "train.py")
+
+
+def code_digest():
+    """A short hash of the source of ``TRAINING_CODE``."""
+    h = hashlib.blake2b(digest_size=16)
+    for name in TRAINING_CODE:
+        h.update((Path(__file__).parent / name).read_bytes())
+    return h.hexdigest()
+
+
 def training_fingerprint(lr_scale, train, distort, digest):
-    """Fingerprint of what shapes the weights. ``epochs`` is left out on purpose: the schedule does
-    not depend on it, so a finished 20-epoch run can be extended to 25 and still match a fresh one."""
+    """Fingerprint of what shapes the weights: params, data and code. ``epochs`` is left out on
+    purpose: the schedule does not depend on it, so a finished 20-epoch run can be extended to 25
+    and still match a fresh one."""
     t = train.to_dict()
     t.pop("epochs")
     t["threads"] = resolve_threads(train.threads)  # chunk sums depend on it, so bitwise results do too
-    return params_fingerprint({"lr_scale": lr_scale, "train": t, "distort": distort.to_dict(), "data": digest})
+    return params_fingerprint({"lr_scale": lr_scale, "train": t, "distort": distort.to_dict(), "data": digest,
+                               "code": code_digest()})
 
 
 def _resume(path, fingerprint, train, echo):
@@ -77,7 +91,7 @@ def _resume(path, fingerprint, train, echo):
         echo(f"ignoring checkpoint {path}: it lacks training state {sorted(needed - set(extra))}; starting fresh")
         return None
     if str(extra["fingerprint"]) != fingerprint:
-        echo(f"ignoring checkpoint {path}: made with other parameters or data; starting fresh")
+        echo(f"ignoring checkpoint {path}: made with other parameters, data or code; starting fresh")
         return None
     if params["C1.weight"].dtype.name != train.dtype:
         echo(f"ignoring checkpoint {path}: dtype {params['C1.weight'].dtype} differs from {train.dtype}; starting fresh")

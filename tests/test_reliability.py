@@ -303,3 +303,16 @@ def test_no_module_can_unpickle_or_run_code():
                 line = text.count("\n", 0, m.start()) + 1
                 hits.append(f"{path.relative_to(ROOT)}:{line}: {name}")
     assert hits == []
+
+
+def test_an_npz_saved_as_npy_is_refused_in_one_line(tmp_path):
+    """A zip archive under a .npy name gives a Lenet5Error, not an AttributeError traceback."""
+    from lenet5.errors import Lenet5Error
+    from lenet5.pipeline import load_prepared
+
+    for split in ("train", "test"):
+        for kind in ("images", "labels"):
+            with open(tmp_path / f"{split}_{kind}.npy", "wb") as f:
+                np.savez(f, a=np.zeros(3))
+    with pytest.raises(Lenet5Error, match="not a .npy array"):
+        load_prepared(tmp_path)

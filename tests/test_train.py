@@ -206,7 +206,7 @@ def test_checkpoint_of_another_run_is_ignored(ref, tmp_path, changes, data):
     path = tmp_path / "last.npz"
     train(make_params({**changes, "train.epochs": 1}), path, data=data)
     weights, rows, messages = train(make_params({"train.epochs": 1}), path)
-    assert f"ignoring checkpoint {path}: made with other parameters or data; starting fresh" in messages
+    assert f"ignoring checkpoint {path}: made with other parameters, data or code; starting fresh" in messages
     # had the foreign epoch-1 checkpoint been used, fit would have returned its weights untouched
     assert_same_weights(weights, weights_of(ref("plain")["snap"][1]))
     assert strip(rows) == strip(ref("plain")["rows"][:1])
@@ -313,3 +313,16 @@ def test_divergence_keeps_the_last_good_checkpoint(ref, tmp_path, monkeypatch, b
     assert f"diverged at epoch 2, {where}" in msg and f"checkpoint of epoch 1 ({path}) is kept" in msg
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.npz"]  # no temp file left
+
+
+def test_a_checkpoint_made_by_other_training_code_is_not_resumed(tmp_path, monkeypatch):
+    """The fingerprint covers the source of the modules that decide the weights."""
+    import lenet5.train as T
+
+    params = make_params({"train.epochs": 1})
+    path = tmp_path / "last.npz"
+    train(params, path)
+    monkeypatch.setattr(T, "code_digest", lambda: "edited layers.py")
+    _, rows, messages = train(params, path)
+    assert any("made with other parameters, data or code" in m for m in messages), messages
+    assert [r["epoch"] for r in rows] == [1]
