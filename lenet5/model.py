@@ -11,6 +11,7 @@ from . import layers as L
 from .bitmaps import rbf_centres
 from .checkpoint import load_arrays, save_arrays
 from .errors import Lenet5Error
+from .infer import fold, infer
 from .losses import loss_and_dy
 from .parallel import split_map, weighted_sum
 
@@ -102,8 +103,16 @@ class LeNet5:
         return y, c
 
     def forward(self, x):
-        """RBF penalties y ``(N, 10)`` (squared distances; smaller is better) for x ``(N, 1, 32, 32)``."""
-        parts = split_map(self.threads, len(x), lambda a, b: self._forward(x[a:b])[0])
+        """RBF penalties y ``(N, 10)`` (squared distances; smaller is better) for x ``(N, 1, 32, 32)``.
+
+        Runs the lean inference pass of ``infer.py`` (no caches, constants folded); ``_forward``
+        is the same function written for training.
+        """
+        x = np.asarray(x, dtype=self.dtype)
+        if x.ndim != 4 or x.shape[1:] != (1, 32, 32):
+            raise ValueError(f"input must have shape (N, 1, 32, 32), got {x.shape}")
+        folded = fold(self.params)
+        parts = split_map(self.threads, len(x), lambda a, b: infer(x[a:b], folded, self.rbf_centres))
         return parts[0][1] if len(parts) == 1 else np.concatenate([y for _, y in parts])
 
     def predict(self, x, batch_size=1000):
