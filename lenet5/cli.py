@@ -123,14 +123,17 @@ def predict(images: Annotated[Optional[list[Path]], typer.Argument(help="PNG/JPE
 def bench(batch_size: Annotated[int, typer.Option(help="Training mini-batch size.", min=1)] = 256,
           dtype: Annotated[str, typer.Option(help="float32 or float64.")] = "float32",
           images: Annotated[int, typer.Option(help="Images per epoch.", min=1)] = 60000,
-          threads: Annotated[int, typer.Option(help="BLAS threads (0 = library default).", min=0)] = 0,
-          repeat: Annotated[int, typer.Option(help="Epochs timed; the best is kept.", min=1)] = 1):
+          threads: Annotated[int, typer.Option(
+              help="Threads sharing each batch, BLAS single-threaded in each (0 = one per CPU).", min=0)] = 0,
+          repeat: Annotated[int, typer.Option(help="Epochs timed; the best is kept.", min=1)] = 1,
+          infer_batch: Annotated[int, typer.Option(help="Images per inference call.", min=1)] = 1000):
     """Time one training epoch and one inference pass; print one JSON line of figures."""
     from .bench import main as bench_main
 
     if dtype not in ("float32", "float64"):
         raise Lenet5Error(f"bench: --dtype must be float32 or float64, got {dtype!r}")
-    bench_main(batch_size=batch_size, dtype=dtype, images=images, threads=threads, repeat=repeat)
+    bench_main(batch_size=batch_size, dtype=dtype, images=images, threads=threads, repeat=repeat,
+               infer_batch=infer_batch)
 
 
 def main(argv=None):

@@ -62,14 +62,14 @@ def test_python_dash_m_runs_the_cli():
 
 
 def test_bench_prints_one_json_line():
-    result = invoke("bench", "--images", 512, "--batch-size", 64)
+    result = invoke("bench", "--images", 512, "--batch-size", 64, "--infer-batch", 100, "--threads", 1)
     assert result.exit_code == 0, result.output
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 1, result.stdout
     r = json.loads(lines[0])
     assert r["train_images_per_s"] > 0 and r["infer_images_per_s"] > 0
     assert r["dtype"] == "float32" and r["batch_size"] == 64 and r["images"] == 512
-    assert "threads" in r and (r["threads"] is None or r["threads"] >= 1)
+    assert r["threads"] == 1 and r["infer_batch_size"] == 100
     assert r["peak_rss_mb"] > 10
 
 
