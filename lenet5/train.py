@@ -47,7 +47,7 @@ def data_digest(*arrays):
 
 
 # The modules whose code decides the weights: a checkpoint made by other code is not resumed.
-TRAINING_CODE = ("layers.py", "model.py", "losses.py", "bitmaps.py", "sdlm.py", "parallel.py", "distort.py",
+TRAINING_CODE = ("layers.py", "model.py", "infer.py", "losses.py", "bitmaps.py", "sdlm.py", "parallel.py", "distort.py",
                  "train.py")
 
 
