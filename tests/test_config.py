@@ -130,7 +130,7 @@ def test_unknown_key_suggests_the_closest(tmp_path, old, new, message):
     [
         ("batch_size: 32", "batch_size: abc", "train.batch_size must be an integer, got 'abc'"),
         ("batch_size: 32", "batch_size: 32.5", "train.batch_size must be an integer, got 32.5"),
-        ("criterion: mse", "criterion: MSE", "train.criterion must be one of 'mse', 'map', got 'MSE'"),
+        ("criterion: map", "criterion: MAP", "train.criterion must be one of 'mse', 'map', got 'MAP'"),
         ("dtype: float32", "dtype: float16", "train.dtype must be one of 'float32', 'float64', got 'float16'"),
         ("timeout: 30", "timeout: fast", "fetch.timeout must be a number, got 'fast'"),
         ("test_limit: 0", "test_limit:", "preprocess.test_limit must be an integer, got null"),
