@@ -143,11 +143,13 @@ class TrainParams(_Block):
     criterion: str = _spec(_choice("mse", "map"))  # eq. 8 or eq. 9
     j: float = _spec(_num(float, 0))  # constant j of eq. 9, positive in the paper
     mu: float = _spec(_num(float, 0, lo_open=True))  # SDLM damping (eq. 21)
+    start_epochs: int = _spec(_num(int, 0, 1000))  # epochs run at start_factor x eta
+    start_factor: float = _spec(_num(float, 0, 1, lo_open=True))  # 1.0 = the paper's schedule
     hessian_samples: int = _spec(_num(int, 1))
     momentum: float = _spec(_num(float, 0, 1, hi_open=True))
     seed: int = _spec(_num(int, 0))
     dtype: str = _spec(_choice("float32", "float64"))
-    threads: int = _spec(_num(int, 0, 64))  # threads sharing each batch; 0 = one per CPU
+    threads: int = _spec(_num(int, 0, 64))  # CPU cores sharing each batch (processes); 0 = one per CPU
 
 
 @dataclasses.dataclass(frozen=True)

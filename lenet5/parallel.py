@@ -1,11 +1,12 @@
-"""Data parallelism over threads: a batch split into contiguous chunks, one thread each.
+"""Data parallelism over threads for inference, and the chunking shared with ``workers.py``.
 
 NumPy releases the GIL inside its array loops and BLAS calls, so chunks of a batch run truly in
 parallel on the CPU's cores while each BLAS call stays single-threaded. The chunking depends only on
-the batch size and the thread count, and the chunk results are combined in a fixed order, so a run
-is deterministic for a given ``threads``. Chunks of fewer than ``MIN_CHUNK`` images are not worth
-a thread: measured with ``lenet5 bench --batch-size 32``, two chunks of 16 trained at 7,600 images/s
-against 8,900 for one thread, while batches of 256 (two chunks of 128) gain about 35 %.
+the batch size and the thread count, and the chunk results are combined in a fixed order, so
+results are deterministic for a given ``threads``. The inference pass (``infer.py``) runs this way;
+the gradient and curvature passes run their chunks in worker processes (``workers.py``), which the
+interpreter lock does not slow down. Inference chunks have at least ``MIN_CHUNK`` images: fewer are
+not worth a thread.
 """
 
 from concurrent.futures import ThreadPoolExecutor
@@ -16,9 +17,10 @@ MIN_CHUNK = 32
 _POOLS = {}
 
 
-def spans(threads, n):
-    """Contiguous ``(start, stop)`` pieces of ``range(n)``: ``threads`` of them at most."""
-    k = max(1, min(int(threads), n // MIN_CHUNK))
+def spans(threads, n, min_chunk=MIN_CHUNK):
+    """Contiguous ``(start, stop)`` pieces of ``range(n)``: ``threads`` of them at most, each of
+    about ``min_chunk`` items or more (a batch smaller than 2 * min_chunk stays whole)."""
+    k = max(1, min(int(threads), n // min_chunk))
     b = np.linspace(0, n, k + 1).round().astype(int)
     return list(zip(b[:-1].tolist(), b[1:].tolist()))
 

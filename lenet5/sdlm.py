@@ -4,6 +4,12 @@ Before each pass over the training set the diagonal Gauss-Newton curvature h_kk 
 sample of patterns (``LeNet5.curvature``, eqs. 23-27) and held fixed for the pass. Each parameter
 then moves by ``eps_k * dE/dw_k`` with ``eps_k = eta / (mu + h_kk)`` (eqs. 18, 21), where eta follows
 the paper's global schedule times a user factor ``lr_scale``.
+
+Optionally the first ``start_epochs`` epochs run at ``start_factor`` times that eta. From the
+paper's initialization the signals shrink layer by layer, so the curvature estimated before the
+first epoch is about 1000 times smaller than after it, and every first-epoch step is close to
+eta/mu: the first epochs cap the step size, and with the paper's schedule (which falls 2.5x after
+epoch 2) that cap then holds for the whole run. Damping only the start lifts it (README, runs 40-).
 """
 
 import numpy as np
@@ -12,16 +18,17 @@ import numpy as np
 PAPER_SCHEDULE = ((1, 0.0005), (3, 0.0002), (6, 0.0001), (9, 0.00005), (13, 0.00001))
 
 
-def eta_for_epoch(epoch, lr_scale=1.0):
+def eta_for_epoch(epoch, lr_scale=1.0, start_epochs=0, start_factor=1.0):
     """Global eta of a 1-based ``epoch``: 0.0005 for 2 passes, 0.0002 for 3, 0.0001 for 3,
-    0.00005 for 4, then 0.00001; multiplied by ``lr_scale``."""
+    0.00005 for 4, then 0.00001; multiplied by ``lr_scale``, and by ``start_factor`` during the
+    first ``start_epochs`` epochs (1.0 and 0: the paper's schedule)."""
     if epoch < 1:
         raise ValueError(f"epoch is 1-based, got {epoch}")
     eta = PAPER_SCHEDULE[0][1]
     for first, value in PAPER_SCHEDULE:
         if epoch >= first:
             eta = value
-    return eta * lr_scale
+    return eta * lr_scale * (start_factor if epoch <= start_epochs else 1.0)
 
 
 def step_sizes(curvature, eta, mu):

@@ -47,8 +47,8 @@ def data_digest(*arrays):
 
 
 # The modules whose code decides the weights: a checkpoint made by other code is not resumed.
-TRAINING_CODE = ("layers.py", "model.py", "infer.py", "losses.py", "bitmaps.py", "sdlm.py", "parallel.py", "distort.py",
-                 "train.py")
+TRAINING_CODE = ("layers.py", "model.py", "infer.py", "workers.py", "parallel.py", "losses.py", "bitmaps.py",
+                 "sdlm.py", "distort.py", "train.py")
 
 
 def code_digest():
@@ -175,7 +175,7 @@ def fit(train_x, train_y, test_x, test_y, lr_scale, train, distort, checkpoint_p
     n, bs = len(train_x), train.batch_size
     for epoch in range(start + 1, train.epochs + 1):
         t0 = time.perf_counter()
-        eta = eta_for_epoch(epoch, lr_scale)
+        eta = eta_for_epoch(epoch, lr_scale, train.start_epochs, train.start_factor)
         pick = rng.choice(n, size=min(train.hessian_samples, n), replace=False)
         steps = step_sizes(net.curvature(_augment(train_x[pick], rng, distort)), eta, train.mu)
         order = rng.permutation(n)

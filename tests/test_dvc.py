@@ -150,7 +150,8 @@ def test_changing_lr_scale_reruns_train_and_evaluate(branched):
     rows = (branched.repo.path / "metrics/train_log.csv").read_text().splitlines()
     assert len(rows) == 3, rows  # trained both epochs afresh, not "resumed" from the old checkpoint
     lr = rows[0].split(",").index("lr")
-    assert float(rows[1].split(",")[lr]) == pytest.approx(5 * 0.0005)  # the paper's eta x lr_scale 5
+    start = yaml.safe_load((branched.repo.path / "params.yaml").read_text())["train"]["start_factor"]
+    assert float(rows[1].split(",")[lr]) == pytest.approx(5 * 0.0005 * start)  # paper's eta x lr_scale 5 x start
 
 
 @needs_mnist

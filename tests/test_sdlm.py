@@ -63,6 +63,15 @@ def test_eta_follows_the_paper_schedule_times_lr_scale():
             eta_for_epoch(bad)
 
 
+def test_start_factor_damps_only_the_first_epochs():
+    for epoch in range(1, 21):
+        damped = eta_for_epoch(epoch, 100.0, start_epochs=2, start_factor=0.2)
+        plain = eta_for_epoch(epoch, 100.0)
+        assert damped == pytest.approx(plain * (0.2 if epoch <= 2 else 1.0), rel=1e-15)
+    assert eta_for_epoch(1, 20.0, start_epochs=0, start_factor=0.2) == pytest.approx(0.01)  # 0 epochs: off
+    assert eta_for_epoch(5, 20.0, start_epochs=5, start_factor=0.5) == pytest.approx(0.5 * 20 * 0.0002)
+
+
 def test_step_sizes_are_eta_over_mu_plus_h():
     h = {"a": np.array([0.0, 0.5, 7.1]), "b": np.array([[0.011]], dtype=np.float32)}
     eps = step_sizes(h, eta=0.001, mu=0.02)

@@ -306,7 +306,7 @@ def test_divergence_keeps_the_last_good_checkpoint(ref, tmp_path, monkeypatch, b
         train(make_params({"train.batch_size": batch_size, "train.epochs": 1}), path)
     before = path.read_bytes()
     real = train_module.eta_for_epoch  # an infinite step from epoch 2 on: the weights overflow there
-    monkeypatch.setattr(train_module, "eta_for_epoch", lambda e, s: real(e, s) if e < 2 else float("inf"))
+    monkeypatch.setattr(train_module, "eta_for_epoch", lambda e, s, *a: real(e, s, *a) if e < 2 else float("inf"))
     with pytest.raises(TrainingDiverged) as info:
         train(params, path)
     msg = str(info.value)

@@ -1,0 +1,76 @@
+"""Worker processes give the single-process gradients and curvatures, and fail cleanly.
+
+``LeNet5(threads=k)`` computes gradients and curvatures in up to k processes (``lenet5/workers.py``);
+the single-process computation is the reference. The chunk means are combined in another order,
+so agreement is to rounding (float64), and repeated calls must be bitwise identical.
+"""
+
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from lenet5 import LeNet5
+from lenet5.errors import Lenet5Error
+from lenet5.parallel import spans
+from lenet5.workers import MIN_CHUNK, _POOLS
+
+
+def batch(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.uniform(-0.1, 1.175, size=(n, 1, 32, 32)), rng.integers(0, 10, size=n)
+
+
+@pytest.mark.parametrize("threads, n", [(2, 2 * MIN_CHUNK), (3, 101), (2, 300)])
+def test_processes_give_the_single_process_loss_gradients_outputs_and_curvature(threads, n):
+    x, labels = batch(n)
+    assert len(spans(threads, n, MIN_CHUNK)) == threads  # the batch really is split
+    one, many = LeNet5(seed=1, dtype="float64", threads=1), LeNet5(seed=1, dtype="float64", threads=threads)
+    for criterion, j in (("mse", 0.1), ("map", 1.0)):
+        l1, g1, y1 = one.loss_grads_and_outputs(x, labels, criterion, j)
+        lk, gk, yk = many.loss_grads_and_outputs(x, labels, criterion, j)
+        assert lk == pytest.approx(l1, rel=1e-12)
+        np.testing.assert_allclose(yk, y1, rtol=1e-13)
+        for k in g1:
+            np.testing.assert_allclose(gk[k], g1[k], rtol=1e-10, atol=1e-14)
+    h1, hk = one.curvature(x), many.curvature(x)
+    for k in h1:
+        np.testing.assert_allclose(hk[k], h1[k], rtol=1e-10, atol=1e-16)
+
+
+def test_workers_follow_the_weights_and_repeat_bitwise():
+    x, labels = batch(80, seed=1)
+    net = LeNet5(seed=2, dtype="float32", threads=2)
+    first = net.loss_and_grads(x, labels)
+    assert net.loss_and_grads(x, labels)[0] == first[0]
+    net.params["F6.bias"] += 0.5  # the workers must see the new weights
+    moved = net.loss_and_grads(x, labels)
+    ref = LeNet5.from_params(net.params).loss_and_grads(x, labels)
+    assert moved[0] != first[0] and moved[0] == pytest.approx(ref[0], rel=1e-5)
+
+
+def test_an_error_in_a_worker_is_one_lenet5_error_and_the_pool_stays_usable():
+    x, labels = batch(64, seed=2)
+    bad = labels.copy()
+    bad[-1] = 12  # only the second chunk, computed by the worker, sees it
+    net = LeNet5(seed=0, dtype="float64", threads=2)
+    with pytest.raises(Lenet5Error, match="worker process failed"):
+        net.loss_and_grads(x, bad)
+    with pytest.raises(ValueError):  # the first chunk fails here; the worker's reply is still collected
+        net.loss_and_grads(x, labels, criterion="nonsense")
+    np.testing.assert_allclose(net.loss_and_grads(x, labels)[0],
+                               LeNet5(seed=0, dtype="float64").loss_and_grads(x, labels)[0], rtol=1e-12)
+
+
+def test_a_killed_worker_is_reported_and_replaced():
+    x, labels = batch(64, seed=3)
+    net = LeNet5(seed=0, dtype="float64", threads=2)
+    net.loss_and_grads(x, labels)
+    pool = _POOLS[(1, "float64")]
+    os.kill(pool.procs[0].pid, signal.SIGKILL)
+    pool.procs[0].join(5)
+    with pytest.raises(Lenet5Error, match="worker process died"):
+        net.loss_and_grads(x, labels)
+    assert _POOLS.get((1, "float64")) is not pool
+    assert np.isfinite(net.loss_and_grads(x, labels)[0])  # fresh workers
