@@ -18,7 +18,7 @@ from .losses import loss_and_dy
 # gradient over 256 images ran at 7,900 images/s in one piece and 9,700 in pieces of 64.
 PIECE = 64
 from . import workers
-from .parallel import split_map, weighted_sum
+from .parallel import weighted_sum
 
 # Table I: for each C3 map, the S2 maps it reads.
 TABLE_I = (
@@ -81,9 +81,7 @@ class LeNet5:
         self.params = init_params(np.random.default_rng(seed), self.dtype)
         self.rbf_centres = rbf_centres(self.dtype)
         self.mask = c3_mask(self.dtype)
-        # CPU cores to use: gradients and curvatures split each batch across this many processes
-        # (workers.py), inference across this many threads (parallel.py)
-        self.threads = threads
+        self.threads = threads  # CPU cores to use: each batch is split across this many processes (workers.py)
 
     # ------------------------------------------------------------ forward
     def _forward(self, x):
@@ -118,9 +116,8 @@ class LeNet5:
         x = np.asarray(x, dtype=self.dtype)
         if x.ndim != 4 or x.shape[1:] != (1, 32, 32):
             raise ValueError(f"input must have shape (N, 1, 32, 32), got {x.shape}")
-        folded = fold(self.params)
-        parts = split_map(self.threads, len(x), lambda a, b: infer(x[a:b], folded, self.rbf_centres))
-        return parts[0][1] if len(parts) == 1 else np.concatenate([y for _, y in parts])
+        parts = workers.map_chunks(self, "infer", x)
+        return parts[0][1][2] if len(parts) == 1 else np.concatenate([r[2] for _, r in parts])
 
     def predict(self, x, batch_size=1000):
         """Predicted digits ``(N,)``: the class with the smallest penalty."""
@@ -178,12 +175,14 @@ class LeNet5:
 
     def chunk(self, op, x, labels=None, criterion="mse", j=0.1):
         """One process's share of a batch: ``(loss, grads, y)`` for ``op="grads"``, ``(0.0, h, None)``
-        for ``op="curvature"``; means over x ``(n, 1, 32, 32)``.
+        for ``op="curvature"`` (means over x ``(n, 1, 32, 32)``), ``(0.0, {}, y)`` for ``op="infer"``.
 
         Computed in consecutive pieces of at most ``PIECE`` images, so that a piece's temporaries
         (about 600 kB per image) stay in the CPU's cache; the piece means are combined in order.
         """
         n = len(x)
+        if op == "infer":  # infer.py cuts its own sub-batches
+            return 0.0, {}, infer(x, fold(self.params), self.rbf_centres)
         if n <= PIECE:
             return self._piece(op, x, labels, criterion, j)
         edges = np.linspace(0, n, -(-n // PIECE) + 1).round().astype(int)

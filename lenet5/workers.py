@@ -1,22 +1,23 @@
-"""Data parallelism over worker processes for the gradient and curvature passes.
+"""Data parallelism over worker processes: gradients, curvatures and inference.
 
 A batch is cut into contiguous chunks (``parallel.spans``, at least ``MIN_CHUNK`` images each, at
 most ``threads`` of them); the calling process computes the first chunk itself and each worker
-process one other, and the per-chunk means are combined in chunk order. The chunking depends only
+process one other, and the per-chunk results are combined in chunk order. The chunking depends only
 on the batch size and ``threads``, so a run is deterministic for a given ``threads``.
 
 Why processes and not threads: a training step is hundreds of NumPy calls on arrays of a few
 hundred kB, and threads share one interpreter lock. Measured with 2 cores (``benchmarks/README.md``):
 batch 256 trained at 12,200-14,700 images/s with two threads and 16,000-17,800 with two processes
 (each cutting its chunk into cache-sized pieces, which slows threads down instead); batch 32 at
-9,300-10,200 images/s on one thread and 13,800-15,300 as two chunks of 16 in two processes.
+9,300-10,200 images/s on one thread and 13,800-15,300 as two chunks of 16 in two processes;
+inference at 33,600-47,800 images/s with two threads and 41,700-49,200 with two processes.
 
 Everything large travels through one block of memory shared with the workers (an anonymous ``mmap``
-made before they are forked): the weights, each worker's images and labels, and the gradients or
+made before they are forked): the weights, each worker's images and labels, and the gradients,
 curvatures and outputs it sends back. Commands and replies are short JSON messages over a pipe;
 nothing is pickled. A worker ignores Ctrl-C (the parent handles it), exits when its pipe closes
 (also when the parent is killed), and reports its own errors, which are raised here as
-``Lenet5Error``. Inference needs none of this: it runs in threads (``parallel.split_map``).
+``Lenet5Error``; a worker that dies is reported and replaced on the next call.
 """
 
 import atexit
@@ -42,7 +43,7 @@ def map_chunks(net, op, x, labels=None, criterion="mse", j=0.1):
     """
     n = len(x)
     x = np.asarray(x, dtype=net.dtype)
-    pieces = spans(net.threads, n, MIN_CHUNK)
+    pieces = spans(net.threads, n, MIN_CHUNK)  # (start, stop) per chunk
     if len(pieces) == 1:
         return [(1.0, net.chunk(op, x, labels, criterion, j))]
     pool = _pool(len(pieces) - 1, max(b - a for a, b in pieces), net.dtype, type(net))
@@ -110,7 +111,7 @@ def _serve(conn, buf, layout, worker, net_class):
             return
         try:
             n = cmd["n"]
-            lab = labels[:n].astype(np.int64) if cmd["op"] == "grads" else None
+            lab = labels[:n].astype(np.int64) if cmd["op"] == "grads" else None  # (stored as floats)
             loss, result, y_n = net.chunk(cmd["op"], x[:n], lab, cmd["criterion"], cmd["j"])
             if y_n is not None:
                 y[:n] = y_n
@@ -170,7 +171,7 @@ class ProcessPool:
                 self._died()
             if "error" in reply:
                 raise Lenet5Error(f"worker process failed: {reply['error']}")
-        return [(reply["loss"], {k: v.copy() for k, v in out.items()}, y[:len(x)].copy() if op == "grads" else None)
+        return [(reply["loss"], {k: v.copy() for k, v in out.items()}, y[:len(x)].copy() if op != "curvature" else None)
                 for reply, (x, _), (_, _, y, out) in zip(replies, chunks, self.slots)]
 
     def drain(self):
