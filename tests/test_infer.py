@@ -8,7 +8,7 @@ to rounding in float64 on every sub-batch boundary, and the loop network of refe
 import numpy as np
 import pytest
 
-from lenet5.infer import SUB_BATCH, fold, infer
+from lenet5.infer import SUB_BATCH, fold, infer, window_weights
 from lenet5.layers import SQUASH_A, SQUASH_S
 from lenet5.model import LeNet5
 from reference import lively_params, network_forward
@@ -51,13 +51,28 @@ def test_sub_batch_size_does_not_change_results():
 def test_fold_moves_the_squash_constants_into_the_weights():
     net = lively_net(33)
     f, p = fold(net.params), net.params
-    np.testing.assert_allclose(f["C1"], SQUASH_S * p["C1.weight"].reshape(6, 25))
-    np.testing.assert_allclose(f["C3"], SQUASH_S * SQUASH_A * p["C3.weight"].reshape(16, 150))
-    np.testing.assert_allclose(f["S4"][:, 0, 0, 0], SQUASH_S * SQUASH_A * p["S4.coef"])
+    np.testing.assert_allclose(f["C1"], window_weights(SQUASH_S * p["C1.weight"]))
+    np.testing.assert_allclose(f["C3"], window_weights(SQUASH_S * SQUASH_A * p["C3.weight"]))
+    np.testing.assert_allclose(f["C5"], SQUASH_S * SQUASH_A * p["C5.weight"].reshape(120, 400))
+    np.testing.assert_allclose(f["S4"][:, 0], SQUASH_S * SQUASH_A * p["S4.coef"])
     np.testing.assert_allclose(f["F6.b"][:, 0], SQUASH_S * p["F6.bias"])
+    np.testing.assert_allclose(f["C3.b"][:, 0], SQUASH_S * np.repeat(p["C3.bias"], 4))
     assert all(v.dtype == np.float64 and v.flags.c_contiguous for v in f.values())
     p["C1.weight"][:] = 0  # folded weights are copies: training updates never leak into them
     assert np.any(f["C1"] != 0)
+
+
+def test_window_weights_give_the_four_outputs_of_each_2x2_window():
+    rng = np.random.default_rng(4)
+    w = rng.normal(size=(3, 2, 5, 5))  # (F, C, 5, 5)
+    patch = rng.normal(size=(2, 6, 6))  # (C, 6, 6): the input under one 2x2 window of outputs
+    out = (window_weights(w) @ patch.reshape(72)).reshape(3, 2, 2)  # (F, dr, ds)
+    for f in range(3):
+        for dr in (0, 1):
+            for ds in (0, 1):
+                direct = (w[f] * patch[:, dr:dr + 5, ds:ds + 5]).sum()  # the plain 5x5 convolution there
+                assert out[f, dr, ds] == pytest.approx(direct, rel=1e-12)
+    assert window_weights(w).shape == (12, 72) and np.count_nonzero(window_weights(w)) == 4 * w.size
 
 
 def test_float32_inference_agrees_with_float64():
