@@ -29,8 +29,8 @@ def _blas_info():
 def run_bench(batch_size=256, dtype="float32", images=60000, threads=0, repeat=1, infer_batch=1000, seed=0):
     """Time ``repeat`` training epochs (best kept) and inference; returns a JSON-ready dict.
 
-    ``threads`` is what ``train.threads`` means: threads sharing each batch, BLAS single-threaded
-    inside them (0 = one per CPU).
+    ``threads`` is what ``train.threads`` means: processes sharing each batch (``workers.py``), BLAS
+    single-threaded inside them (0 = one per CPU).
     """
     from threadpoolctl import threadpool_limits
 
