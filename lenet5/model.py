@@ -113,9 +113,6 @@ class LeNet5:
         Runs the lean inference pass of ``infer.py`` (no caches, constants folded); ``_forward``
         is the same function written for training.
         """
-        x = np.asarray(x, dtype=self.dtype)
-        if x.ndim != 4 or x.shape[1:] != (1, 32, 32):
-            raise ValueError(f"input must have shape (N, 1, 32, 32), got {x.shape}")
         parts = workers.map_chunks(self, "infer", x)
         return parts[0][1][2] if len(parts) == 1 else np.concatenate([r[2] for _, r in parts])
 

@@ -43,6 +43,10 @@ def map_chunks(net, op, x, labels=None, criterion="mse", j=0.1):
     """
     n = len(x)
     x = np.asarray(x, dtype=net.dtype)
+    if x.ndim != 4 or x.shape[1:] != (1, 32, 32):
+        raise ValueError(f"input must have shape (N, 1, 32, 32), got {x.shape}")
+    if labels is not None and labels.shape != (n,):
+        raise ValueError(f"labels must have shape ({n},) to match the images, got {labels.shape}")
     pieces = spans(net.threads, n, MIN_CHUNK)  # (start, stop) per chunk
     if len(pieces) == 1:
         return [(1.0, net.chunk(op, x, labels, criterion, j))]
@@ -123,7 +127,7 @@ def _serve(conn, buf, layout, worker, net_class):
 
 
 class ProcessPool:
-    """``workers`` forked processes sharing one buffer with this one."""
+    """``workers`` forked processes sharing one buffer with this one (for one thread at a time)."""
 
     def __init__(self, workers, capacity, dtype, net_class):
         from .model import PARAM_SHAPES
@@ -147,10 +151,11 @@ class ProcessPool:
         """Copy ``params`` and chunk i (``(x, labels or None)``) to worker i, and start ``op`` there."""
         for k, v in params.items():
             self.params[k][...] = v
-        for conn, (x, labels), (xs, ls, _, _) in zip(self.conns, chunks, self.slots):
+        for (x, labels), (xs, ls, _, _) in zip(chunks, self.slots):  # every copy before any command
             xs[:len(x)] = x
             if labels is not None:
                 ls[:len(x)] = labels
+        for conn, (x, _) in zip(self.conns, chunks):
             try:
                 conn.send_bytes(json.dumps({"op": op, "n": len(x), "criterion": criterion, "j": j}).encode())
             except OSError:

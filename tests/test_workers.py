@@ -74,3 +74,16 @@ def test_a_killed_worker_is_reported_and_replaced():
         net.loss_and_grads(x, labels)
     assert _POOLS.get((1, "float64")) is not pool
     assert np.isfinite(net.loss_and_grads(x, labels)[0])  # fresh workers
+
+
+def test_bad_shapes_are_refused_before_any_worker_starts():
+    x, labels = batch(64, seed=4)
+    net = LeNet5(seed=0, dtype="float64", threads=2)
+    with pytest.raises(ValueError, match=r"\(N, 1, 32, 32\)"):
+        net.loss_and_grads(x.reshape(64, 32, 32), labels)
+    with pytest.raises(ValueError, match="labels must have shape"):
+        net.loss_and_grads(x, labels[:-1])
+    with pytest.raises(ValueError, match=r"\(N, 1, 32, 32\)"):
+        net.curvature(x[:, :, :28, :28])
+    np.testing.assert_allclose(net.loss_and_grads(x, labels)[0],  # the workers are still in step
+                               LeNet5(seed=0, dtype="float64").loss_and_grads(x, labels)[0], rtol=1e-12)
