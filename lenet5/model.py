@@ -8,17 +8,17 @@ saves/loads itself as ``.npz`` without pickle. The math lives in ``layers.py``; 
 import numpy as np
 
 from . import layers as L
+from . import workers
 from .bitmaps import rbf_centres
 from .checkpoint import load_arrays, save_arrays
 from .errors import Lenet5Error
 from .infer import fold, infer
 from .losses import loss_and_dy
+from .parallel import combine
 
 # Images per piece of a process's share of a batch (``LeNet5.chunk``). Measured on one core, a
 # gradient over 256 images ran at 7,900 images/s in one piece and 9,700 in pieces of 64.
 PIECE = 64
-from . import workers
-from .parallel import weighted_sum
 
 # Table I: for each C3 map, the S2 maps it reads.
 TABLE_I = (
@@ -113,8 +113,7 @@ class LeNet5:
         Runs the lean inference pass of ``infer.py`` (no caches, constants folded); ``_forward``
         is the same function written for training.
         """
-        parts = workers.map_chunks(self, "infer", x)
-        return parts[0][1][2] if len(parts) == 1 else np.concatenate([r[2] for _, r in parts])
+        return combine(workers.map_chunks(self, "infer", x))[2]
 
     def predict(self, x, batch_size=1000):
         """Predicted digits ``(N,)``: the class with the smallest penalty."""
@@ -154,11 +153,7 @@ class LeNet5:
 
     def loss_grads_and_outputs(self, x, labels, criterion="mse", j=0.1):
         """As ``loss_and_grads``, also returning the penalties y ``(N, 10)`` (for on-the-fly error)."""
-        parts = workers.map_chunks(self, "grads", x, np.asarray(labels), criterion, float(j))
-        if len(parts) == 1:
-            return parts[0][1]
-        loss = sum(w * r[0] for w, r in parts)  # chunk means weighted by chunk size -> batch mean
-        return loss, weighted_sum([(w, r[1]) for w, r in parts]), np.concatenate([r[2] for _, r in parts])
+        return combine(workers.map_chunks(self, "grads", x, np.asarray(labels), criterion, float(j)))
 
     def curvature(self, x):
         """Per-parameter h_kk, averaged over the patterns of x (eqs. 23-27, Gauss-Newton).
@@ -167,8 +162,7 @@ class LeNet5:
         class's penalty y_D = sum_j (x_j - w_Dj)^2 (eq. 8's term, also used for eq. 9's criterion,
         whose competitive term can make the exact value negative).
         """
-        parts = workers.map_chunks(self, "curvature", x)
-        return parts[0][1][1] if len(parts) == 1 else weighted_sum([(w, r[1]) for w, r in parts])
+        return combine(workers.map_chunks(self, "curvature", x))[1]
 
     def chunk(self, op, x, labels=None, criterion="mse", j=0.1):
         """One process's share of a batch: ``(loss, grads, y)`` for ``op="grads"``, ``(0.0, h, None)``
@@ -183,12 +177,8 @@ class LeNet5:
         if n <= PIECE:
             return self._piece(op, x, labels, criterion, j)
         edges = np.linspace(0, n, -(-n // PIECE) + 1).round().astype(int)
-        parts = [((b - a) / n, self._piece(op, x[a:b], None if labels is None else labels[a:b], criterion, j))
-                 for a, b in zip(edges[:-1].tolist(), edges[1:].tolist())]
-        grads = weighted_sum([(w, r[1]) for w, r in parts])
-        if op != "grads":
-            return 0.0, grads, None
-        return sum(w * r[0] for w, r in parts), grads, np.concatenate([r[2] for _, r in parts])
+        return combine([((b - a) / n, self._piece(op, x[a:b], None if labels is None else labels[a:b], criterion, j))
+                        for a, b in zip(edges[:-1].tolist(), edges[1:].tolist())])
 
     def _piece(self, op, x, labels, criterion, j):
         y, c = self._forward(x)

@@ -2,7 +2,7 @@
 
 A batch of n images is cut into at most ``threads`` contiguous chunks (``spans``), each computed by
 one process (``workers.py``); every chunk returns means over its images, and ``weighted_sum``
-combines them, weighted by their share of the batch, always in chunk order. The chunking depends
+combines them, weighted by their share of the batch, always in chunk order (``combine``). The chunking depends
 only on n and ``threads``, so results are deterministic for a given ``threads``.
 """
 
@@ -25,3 +25,13 @@ def weighted_sum(parts):
         for k in out:
             out[k] += d[k] * w
     return out
+
+
+def combine(parts):
+    """One ``(loss, grads, y)`` from per-chunk ``[(fraction, (loss, grads, y or None)), ...]``: the
+    fraction-weighted mean of the losses and gradients, the outputs stacked in order."""
+    if len(parts) == 1:
+        return parts[0][1]
+    loss = sum(w * r[0] for w, r in parts)  # chunk means weighted by chunk size -> batch mean
+    ys = [r[2] for _, r in parts]
+    return loss, weighted_sum([(w, r[1]) for w, r in parts]), None if ys[0] is None else np.concatenate(ys)
