@@ -176,7 +176,9 @@ class ProcessPool:
                 self._died()
             if "error" in reply:
                 raise Lenet5Error(f"worker process failed: {reply['error']}")
-        return [(reply["loss"], {k: v.copy() for k, v in out.items()}, y[:len(x)].copy() if op != "curvature" else None)
+        return [(reply["loss"],
+                 {} if op == "infer" else {k: v.copy() for k, v in out.items()},
+                 None if op == "curvature" else y[:len(x)].copy())
                 for reply, (x, _), (_, _, y, out) in zip(replies, chunks, self.slots)]
 
     def drain(self):
