@@ -124,7 +124,8 @@ def bench(batch_size: Annotated[int, typer.Option(help="Training mini-batch size
           dtype: Annotated[str, typer.Option(help="float32 or float64.")] = "float32",
           images: Annotated[int, typer.Option(help="Images per epoch.", min=1)] = 60000,
           threads: Annotated[int, typer.Option(
-              help="Threads sharing each batch, BLAS single-threaded in each (0 = one per CPU).", min=0)] = 0,
+              help="CPU cores sharing each batch: one process each, BLAS single-threaded (0 = one per CPU).",
+              min=0)] = 0,
           repeat: Annotated[int, typer.Option(help="Epochs timed; the best is kept.", min=1)] = 1,
           infer_batch: Annotated[int, typer.Option(help="Images per inference call.", min=1)] = 1000):
     """Time one training epoch and one inference pass; print one JSON line of figures."""

@@ -28,7 +28,7 @@ from .trainlog import LOG_FIELDS
 
 
 def resolve_threads(threads):
-    """``train.threads``: 0 means one thread per CPU this process may use."""
+    """``train.threads``: 0 means one process per CPU this process may use (``workers.py``)."""
     return int(threads) or len(os.sched_getaffinity(0))
 
 
