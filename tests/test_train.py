@@ -10,11 +10,9 @@ schedule does not depend on ``epochs``, which test_more_epochs_extend_a_finished
 import io
 import warnings
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 import lenet5.train as train_module
 from lenet5.config import params_from_dict
@@ -22,8 +20,8 @@ from lenet5.errors import Lenet5Error
 from lenet5.model import PARAM_SHAPES, LeNet5
 from lenet5.train import TrainingDiverged, fit
 from lenet5.trainlog import LOG_FIELDS as LOG_KEYS
+from params_helper import committed_params
 
-REPO_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 N_TRAIN, N_TEST = 48, 16
 # lr_scale 1 keeps the net out of saturation, so every batch moves every weight and a wrong
 # shuffle, distortion or velocity after a resume cannot go unnoticed.
@@ -38,15 +36,7 @@ class Crash(Exception):
 
 def make_params(changes=None):
     """The committed params.yaml with BASE and ``changes`` (dotted key -> value) applied."""
-    d = yaml.safe_load(REPO_PARAMS.read_text(encoding="utf-8"))
-    for key, value in {**BASE, **(changes or {})}.items():
-        *blocks, leaf = key.split(".")
-        node = d
-        for b in blocks:
-            node = node[b]
-        assert leaf in node, key
-        node[leaf] = value
-    return params_from_dict(d)
+    return params_from_dict(committed_params({**BASE, **(changes or {})}))
 
 
 def make_data(seed=0, n_train=N_TRAIN, n_test=N_TEST):
