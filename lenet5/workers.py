@@ -100,8 +100,14 @@ class _Layout:
         return out
 
 
-def _serve(conn, buf, layout, worker, net_class):
-    """A worker's loop: read a command, compute its chunk, write the results, reply."""
+def _serve(conn, buf, layout, worker, net_class, inherited):
+    """A worker's loop: read a command, compute its chunk, write the results, reply.
+
+    ``inherited`` are the parent's ends of every pipe, which the fork copied into this process: they
+    are closed first, so that when the parent dies its pipe really closes and this loop ends.
+    """
+    for c in inherited:
+        c.close()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     net = net_class(seed=0, dtype=layout.dtype.name, threads=1)
     net.params = layout.params(buf)  # the parent writes the current weights here before each command
@@ -138,8 +144,9 @@ class ProcessPool:
         self.conns, self.procs = [], []
         for i in range(workers):
             parent, child = ctx.Pipe()
-            p = ctx.Process(target=_serve, args=(child, self.buf, self.layout, i, net_class), daemon=True,
-                            name=f"lenet5-worker-{i}")
+            inherited = [parent, *self.conns, *(c for pool in _POOLS.values() for c in pool.conns)]
+            p = ctx.Process(target=_serve, args=(child, self.buf, self.layout, i, net_class, inherited),
+                            daemon=True, name=f"lenet5-worker-{i}")
             p.start()
             child.close()
             self.conns.append(parent)

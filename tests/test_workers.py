@@ -7,6 +7,9 @@ so agreement is to rounding (float64), and repeated calls must be bitwise identi
 
 import os
 import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -87,3 +90,37 @@ def test_bad_shapes_are_refused_before_any_worker_starts():
         net.curvature(x[:, :, :28, :28])
     np.testing.assert_allclose(net.loss_and_grads(x, labels)[0],  # the workers are still in step
                                LeNet5(seed=0, dtype="float64").loss_and_grads(x, labels)[0], rtol=1e-12)
+
+
+ORPHAN = """
+import time, numpy as np
+from lenet5 import LeNet5, workers
+net = LeNet5(seed=0, threads=3)  # two workers: the second also inherits the first one's pipe
+net.forward(np.zeros((96, 1, 32, 32), np.float32))
+print(*(p.pid for pool in workers._POOLS.values() for p in pool.procs), flush=True)
+time.sleep(60)
+"""
+
+
+def test_workers_exit_when_their_parent_is_killed():
+    parent = subprocess.Popen([sys.executable, "-c", ORPHAN], stdout=subprocess.PIPE, text=True)
+    try:
+        pids = [int(p) for p in parent.stdout.readline().split()]
+        assert len(pids) == 2
+    finally:
+        parent.kill()  # SIGKILL: no atexit, no clean-up, only the pipes closing
+        parent.wait()
+    deadline = time.monotonic() + 10
+    while pids and time.monotonic() < deadline:
+        pids = [p for p in pids if _alive(p)]
+        time.sleep(0.05)
+    assert not pids, f"worker processes {pids} outlived their parent"
+
+
+def _alive(pid):
+    """True while ``pid`` runs (a zombie waiting to be reaped counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[-1][0] != "Z"
+    except FileNotFoundError:
+        return False
