@@ -161,6 +161,7 @@ class DistortParams(_Block):
     scale: float = _spec(_num(float, 0, 0.5, hi_open=True))
     squeeze: float = _spec(_num(float, 0, 0.5, hi_open=True))
     shear: float = _spec(_num(float, 0, 1, hi_open=True))
+    originals: float = _spec(_num(float, 0, 1))  # share of each batch left undistorted (paper: 0.1)
 
 
 @dataclasses.dataclass(frozen=True)

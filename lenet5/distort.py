@@ -3,7 +3,9 @@
 LeNet-5 was also trained on distorted copies of the digits: "planar affine transformations"
 combining horizontal and vertical translation, scaling, squeezing and horizontal shearing.
 This module draws such transforms (``random_affine``), resamples images through them with
-bilinear interpolation (``affine_warp``), and does both at once (``distort_batch``).
+bilinear interpolation (``affine_warp``), and does both at once (``distort_batch``). The paper's
+training set held the 60,000 originals beside 540,000 distortions; ``keep_originals`` puts such a
+share of undistorted digits back into a distorted batch.
 
 Pure NumPy, vectorised over the batch; batches are resampled in chunks of ``CHUNK`` images so
 the temporaries stay in cache (about 0.5-1 s per 60,000 32x32 float32 images on one core).
@@ -18,15 +20,17 @@ from .errors import Lenet5Error
 CHUNK = 128  # images resampled per step: keeps the ~10 temporaries (0.5-1 MB each) in cache
 
 
-def _check_max(name: str, value, upper: float | None = None) -> float:
-    """Return ``value`` as a float in ``[0, upper)``, or raise a one-line ``Lenet5Error``."""
+def _check_max(name: str, value, upper: float | None = None, closed: bool = False) -> float:
+    """Return ``value`` as a float in ``[0, upper)`` (``[0, upper]`` if ``closed``), or raise a
+    one-line ``Lenet5Error``."""
     try:
         v = float(value)
     except (TypeError, ValueError):
         raise Lenet5Error(f"distort.{name}: expected a number, got {value!r}") from None
-    if not np.isfinite(v) or v < 0 or (upper is not None and v >= upper):
-        rng = f"[0, {upper})" if upper is not None else ">= 0"
-        raise Lenet5Error(f"distort.{name}: expected a finite number in {rng}, got {value!r}")
+    above = upper is not None and (v > upper if closed else v >= upper)
+    if not np.isfinite(v) or v < 0 or above:
+        where = ">= 0" if upper is None else f"in [0, {upper}{']' if closed else ')'}"
+        raise Lenet5Error(f"distort.{name}: expected a finite number {where}, got {value!r}")
     return v
 
 
@@ -224,3 +228,28 @@ def distort_batch(images, rng, translate, scale, squeeze, shear, fill: float = -
         return images.copy()
     mats = random_affine(images.shape[0], rng, **maxima, shape=images.shape[-2:])
     return affine_warp(images, mats, fill)
+
+
+def keep_originals(distorted, originals, rng, share) -> np.ndarray:
+    """Put a random ``share`` of the originals back into a distorted batch (in place, returned).
+
+    Each image is kept undistorted with probability ``share``, drawn independently (one call
+    ``rng.random(N)``). The paper trained on 60,000 originals plus 540,000 distorted copies
+    (§III.C), a share of 0.1. A share of 0 returns ``distorted`` unchanged and draws nothing.
+
+    Parameters
+    ----------
+    distorted, originals : ndarray of shape ``(N, C, H, W)``, the same shape and dtype
+    rng : numpy.random.Generator
+    share : float in ``[0, 1]``
+    """
+    _check_rng(rng)
+    share = _check_max("originals", share, 1.0, closed=True)
+    if distorted.shape != originals.shape or distorted.dtype != originals.dtype:
+        raise Lenet5Error(f"distort: {distorted.shape} {distorted.dtype} distorted images for "
+                          f"{originals.shape} {originals.dtype} originals")
+    if share == 0:
+        return distorted
+    keep = rng.random(len(distorted)) < share  # (N,) True: shown as it is
+    distorted[keep] = originals[keep]
+    return distorted

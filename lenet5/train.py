@@ -20,7 +20,7 @@ import numpy as np
 
 from .checkpoint import load_arrays
 from .config import params_fingerprint
-from .distort import distort_batch
+from .distort import distort_batch, keep_originals
 from .errors import Lenet5Error
 from .model import DTYPES, PARAM_SHAPES, LeNet5
 from .sdlm import eta_for_epoch, sdlm_update, step_sizes, zero_velocity
@@ -224,10 +224,12 @@ def _diverged(epoch, batch, nb, what, lr_scale, checkpoint_path):
 
 
 def _augment(x, rng, distort):
-    """Distorted copies of x when distortions are enabled (drawn from ``rng``), else x itself."""
+    """Distorted copies of x when distortions are enabled (drawn from ``rng``), a share
+    ``distort.originals`` of them left as they are; else x itself."""
     if not distort.enabled:
         return x
-    return distort_batch(x, rng, distort.translate, distort.scale, distort.squeeze, distort.shear)
+    d = distort_batch(x, rng, distort.translate, distort.scale, distort.squeeze, distort.shear)
+    return keep_originals(d, x, rng, distort.originals)
 
 
 def _save_checkpoint(path, net, velocity, rng, rows, fingerprint):

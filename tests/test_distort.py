@@ -255,3 +255,37 @@ def test_bad_input_raises_one_line_error(call):
     with pytest.raises(Lenet5Error) as e:
         call(digits(4), np.random.default_rng(0))
     assert "\n" not in str(e.value) and "distort" in str(e.value)
+
+
+def test_keep_originals_puts_back_about_the_share_per_image():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(4000, 1, 4, 4)).astype(np.float32)
+    d = distort_batch(x, np.random.default_rng(4), **PARAMS)
+    out = distort.keep_originals(d.copy(), x, np.random.default_rng(5), 0.1)
+    kept = np.all(out == x, axis=(1, 2, 3))  # (N,) undistorted images
+    moved = np.all(out == d, axis=(1, 2, 3))  # (N,) distorted images
+    assert np.all(kept ^ moved)  # each image is whole: one or the other
+    assert 0.08 < kept.mean() < 0.12  # 400 expected, sd 19
+    again = distort.keep_originals(d.copy(), x, np.random.default_rng(5), 0.1)
+    assert np.array_equal(out, again)
+
+
+def test_keep_originals_share_0_draws_nothing_and_1_keeps_all():
+    x = np.zeros((5, 1, 4, 4))
+    d = np.ones((5, 1, 4, 4))
+    rng = np.random.default_rng(0)
+    state = rng.bit_generator.state
+    assert distort.keep_originals(d, x, rng, 0.0) is d and np.all(d == 1)
+    assert rng.bit_generator.state == state
+    assert np.all(distort.keep_originals(d, x, rng, 1.0) == 0)
+
+
+@pytest.mark.parametrize("share, shape, message", [
+    (1.5, (5, 1, 4, 4), "distort.originals: expected a finite number in [0, 1.0], got 1.5"),
+    (-0.1, (5, 1, 4, 4), "distort.originals: expected a finite number in [0, 1.0], got -0.1"),
+    (0.1, (4, 1, 4, 4), "distort: (5, 1, 4, 4) float64 distorted images for (4, 1, 4, 4) float64 originals"),
+])
+def test_keep_originals_rejects_bad_input(share, shape, message):
+    with pytest.raises(Lenet5Error) as e:
+        distort.keep_originals(np.ones((5, 1, 4, 4)), np.zeros(shape), np.random.default_rng(0), share)
+    assert str(e.value) == message
