@@ -48,7 +48,8 @@ def plot_learning_curves(log_rows: list[dict], path) -> None:
     """Train/test error (%) and train loss per epoch, from training-log rows (see ``read_log_csv``).
 
     The error panel uses a log scale when every error is positive and shows the paper's test errors
-    (0.95 % without distortions, 0.80 % with them) as gray lines; the loss panel also draws the global learning rate on a right-hand axis.
+    (0.95 % without distortions, 0.80 % with them) as gray lines; the loss panel also draws the
+    global learning rate on a right-hand axis.
     """
     for i, r in enumerate(log_rows):
         missing = [k for k in LOG_FIELDS if k not in r]

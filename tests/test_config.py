@@ -165,6 +165,8 @@ def test_wrong_type(tmp_path, old, new, message):
         ("distort.scale", 0.5, "distort.scale must be in [0, 0.5), got 0.5"),
         ("distort.squeeze", -0.1, "distort.squeeze must be in [0, 0.5), got -0.1"),
         ("distort.shear", 1, "distort.shear must be in [0, 1), got 1"),
+        ("distort.originals", 1.5, "distort.originals must be in [0, 1], got 1.5"),
+        ("distort.originals", -0.1, "distort.originals must be in [0, 1], got -0.1"),
         ("evaluate.batch_size", 0, "evaluate.batch_size must be >= 1, got 0"),
         ("evaluate.gallery", 401, "evaluate.gallery must be in [0, 400], got 401"),
         ("fetch.mirrors", [], "fetch.mirrors must be a non-empty list of URLs or folders, got []"),
