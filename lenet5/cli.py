@@ -137,6 +137,23 @@ def bench(batch_size: Annotated[int, typer.Option(help="Training mini-batch size
                infer_batch=infer_batch)
 
 
+# click's UsageError (typer may vendor click): the parent of every command-line mistake
+_USAGE_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+
+
 def main(argv=None):
-    """Console entry point (``lenet5``, ``python -m lenet5``)."""
-    app(args=sys.argv[1:] if argv is None else list(argv), prog_name="lenet5")
+    """Console entry point (``lenet5``, ``python -m lenet5``).
+
+    A command-line mistake (unknown command or option, missing or bad value) ends like any other bad
+    input: one line ``error: ...`` on stderr, with click's exit status for usage errors, 2.
+    """
+    try:
+        code = app(args=sys.argv[1:] if argv is None else list(argv), prog_name="lenet5", standalone_mode=False)
+    except _USAGE_ERROR as e:
+        command = e.ctx.command_path if e.ctx is not None else "lenet5"  # e.g. "lenet5 train"
+        typer.echo(f"error: {e.format_message().rstrip('.')} (see `{command} --help`)", err=True)
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw
 from typer.testing import CliRunner
 
 from conftest import ROOT, set_params
-from lenet5.cli import app
+from lenet5.cli import app, main
 from lenet5.errors import Lenet5Error
 from lenet5.idx import write_idx
 from lenet5.image import normalize_28
@@ -88,6 +88,32 @@ def test_debug_lets_the_exception_propagate(tmp_path):
     assert "missing.yaml" in str(result.exception)
     # the flag does not stick to later invocations
     one_error_line(invoke("train", "--params", tmp_path / "missing.yaml"), "missing.yaml")
+
+
+@pytest.mark.parametrize("argv, fragments", [
+    (["bogus"], ["No such command 'bogus'", "`lenet5 --help`"]),
+    (["predict", "--debug", "x.png"], ["No such option: --debug", "`lenet5 predict --help`"]),
+    (["bench", "--repeat", "0"], ["--repeat", "`lenet5 bench --help`"]),
+])
+def test_command_line_mistakes_are_one_error_line(argv, fragments, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert out == "" and len(lines) == 1 and lines[0].startswith("error: "), err
+    for f in fragments:
+        assert f in lines[0], (f, lines[0])
+
+
+def test_main_exits_with_the_command_status(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0 and "predict" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--params", str(tmp_path / "missing.yaml")])
+    assert e.value.code == 1
+    assert capsys.readouterr().err.startswith("error: ")
 
 
 def test_predict_needs_an_input():
