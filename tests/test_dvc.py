@@ -186,6 +186,15 @@ def test_exp_run_with_set_param_is_listed_by_exp_show(work):
     assert isinstance(acc, float) and 0 <= acc <= 1
     main = next(r for r in _exp_rows(shown) if r["name"] == "main")
     assert main["data"]["params"]["params.yaml"]["data"]["lr_scale"] == MAIN_LR_SCALE
+    # the README's way back to the committed results: nothing left to rerun, checkpoint included
+    committed = work.git("show", "HEAD:metrics/eval.json").stdout
+    assert (work.path / "metrics/eval.json").read_text() != committed
+    work.git("checkout", "HEAD", "--", ".")
+    work.dvc("checkout", "-f")
+    assert work.git("status", "--porcelain").stdout == ""
+    status = work.dvc("status", check=False)
+    assert status.returncode == 0 and "up to date" in status.out, status.out
+    assert ran(work.dvc("repro").out) == []
 
 
 def _exp_rows(node):
