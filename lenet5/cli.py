@@ -1,8 +1,8 @@
 """The ``lenet5`` command: the pipeline steps, prediction on image files, and the benchmark.
 
 Every command reads ``params.yaml`` (``--params``) and validates all of it before doing anything.
-Bad input ends with one line ``error: ...`` on stderr and exit status 1; ``--debug`` shows the
-traceback instead. The DVC stages in ``stages/`` run these same commands with the default paths.
+Bad input ends with one line ``error: ...`` on stderr and exit status 1 (2 for a mistake on the
+command line itself); ``lenet5 --debug COMMAND`` shows the traceback instead. The DVC stages in ``stages/`` run these same commands with the default paths.
 """
 
 import functools
