@@ -2,7 +2,8 @@
 
 Every command reads ``params.yaml`` (``--params``) and validates all of it before doing anything.
 Bad input ends with one line ``error: ...`` on stderr and exit status 1 (2 for a mistake on the
-command line itself); ``lenet5 --debug COMMAND`` shows the traceback instead. The DVC stages in ``stages/`` run these same commands with the default paths.
+command line itself); ``lenet5 --debug COMMAND`` shows the traceback instead. The DVC stages in
+``stages/`` run these same commands with the default paths.
 """
 
 import functools
