@@ -1,9 +1,12 @@
-"""The one exception type the project raises for bad input.
+"""The one exception type the project raises for bad input, and the one way it talks to the user.
 
-Its message is a single line that names the file, key or value at fault and what was expected.
-The CLI prints it as ``error: <message>`` on stderr and exits with status 1, without a traceback
-(``--debug`` shows the traceback).
+A ``Lenet5Error`` message is a single line that names the file, key or value at fault and what was
+expected. The command line and the stage scripts print it as ``error: <message>`` on stderr and exit
+with status 1, without a traceback (``lenet5 --debug`` or ``LENET5_DEBUG=1`` shows it).
+Progress and results go to stderr through ``echo``, so stdout stays clean for data.
 """
+
+import sys
 
 
 class Lenet5Error(Exception):
@@ -20,3 +23,8 @@ def describe(exc: BaseException) -> str:
         where = f": {exc.filename}" if exc.filename else ""
         return f"{exc.strerror or exc}{where}"
     return str(exc)
+
+
+def echo(msg) -> None:
+    """Print a progress or result line on stderr."""
+    print(msg, file=sys.stderr, flush=True)

@@ -1,9 +1,10 @@
 """Stage fetch: the four MNIST IDX files into data/raw, verified by SHA-256 (params: fetch).
 
-Run by `dvc repro`; the same as `lenet5 fetch` with the default paths (see lenet5/pipeline.py).
+Run by `dvc repro` with the paths that dvc.yaml passes; the same command as `lenet5 fetch`
+(lenet5/pipeline/commands.py), so `python stages/fetch.py --help` lists its options.
 """
 
-from lenet5.stage import run_stage
+from lenet5.pipeline.commands import run_stage
 
 if __name__ == "__main__":
     run_stage("fetch")

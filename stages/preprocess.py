@@ -1,9 +1,10 @@
 """Stage preprocess: data/raw -> data/prepared/*.npy, padded and normalized (params: preprocess).
 
-Run by `dvc repro`; the same as `lenet5 preprocess` with the default paths (see lenet5/pipeline.py).
+Run by `dvc repro` with the paths that dvc.yaml passes; the same command as `lenet5 preprocess`
+(lenet5/pipeline/commands.py), so `python stages/preprocess.py --help` lists its options.
 """
 
-from lenet5.stage import run_stage
+from lenet5.pipeline.commands import run_stage
 
 if __name__ == "__main__":
     run_stage("preprocess")

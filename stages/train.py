@@ -1,9 +1,10 @@
 """Stage train: SDLM training with a checkpoint per epoch -> models/lenet5.npz, metrics/train.json (params: lr_scale, train, distort).
 
-Run by `dvc repro`; the same as `lenet5 train` with the default paths (see lenet5/pipeline.py).
+Run by `dvc repro` with the paths that dvc.yaml passes; the same command as `lenet5 train`
+(lenet5/pipeline/commands.py), so `python stages/train.py --help` lists its options.
 """
 
-from lenet5.stage import run_stage
+from lenet5.pipeline.commands import run_stage
 
 if __name__ == "__main__":
     run_stage("train")

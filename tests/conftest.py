@@ -1,6 +1,9 @@
-"""Shared test helpers: the project root, the real-MNIST mirror, and throwaway DVC repositories.
+"""Shared test helpers: the project root, the real-MNIST mirror, the committed params with
+overrides, tiny IDX files, finite differences, and throwaway DVC repositories.
 
-``dvc_repo`` copies the project's files (tracked, plus untracked files git does not ignore) into a
+The test folders mirror ``lenet5/``; a test module imports these helpers with ``from conftest import``
+(this folder is on ``sys.path`` while the tests run). ``reference.py`` is the independent
+per-pattern oracle. ``dvc_repo`` copies the project's files (tracked, plus untracked files git does not ignore) into a
 fresh git repository with reduced parameters, so ``dvc repro`` runs the real pipeline in seconds.
 DVC runs in a subprocess with analytics off, its own site-cache and global-config folders, no
 global git config, and ``PYTHONPATH`` on the copy, so the stages run the copied code.
@@ -10,10 +13,12 @@ import json
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -41,6 +46,55 @@ skip_without_mnist = pytest.mark.skipif(not HAVE_MNIST, reason=f"real MNIST not 
 def needs_mnist(test):
     """Decorator: mark ``test`` as needing real MNIST and skip it when the mirror is absent."""
     return skip_without_mnist(pytest.mark.mnist(test))
+
+
+def committed_params(changes=None) -> dict:
+    """The committed params.yaml as a dict, with ``changes`` (dotted key -> value) applied.
+
+    Every key must already exist, so a renamed parameter fails the test instead of being ignored.
+    """
+    d = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    for key, value in (changes or {}).items():
+        *blocks, leaf = key.split(".")
+        node = d
+        for b in blocks:
+            node = node[b]
+        assert leaf in node, key
+        node[leaf] = value
+    return d
+
+
+# IDX type code per numpy dtype (lenet5/data/idx.py reads them)
+_IDX_CODES = {"uint8": 0x08, "int8": 0x09, "int16": 0x0B, "int32": 0x0C, "float32": 0x0D, "float64": 0x0E}
+
+
+def write_idx(path, arr) -> None:
+    """Write ``arr`` as a raw (decompressed) IDX file: magic, big-endian dims, big-endian data."""
+    arr = np.asarray(arr)
+    code = _IDX_CODES[arr.dtype.name]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    header = bytes([0, 0, code, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape)
+    Path(path).write_bytes(header + arr.astype(arr.dtype.newbyteorder(">")).tobytes())
+
+
+def rel_error(a, b) -> float:
+    """Largest difference relative to the largest magnitude of the two arrays."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(a)), np.max(np.abs(b)), 1e-300))
+
+
+def numeric_grad(f, arr, eps=1e-6):
+    """Central differences of the scalar f() with respect to every entry of ``arr`` (perturbed in place)."""
+    g = np.zeros_like(arr)
+    for idx in np.ndindex(arr.shape):
+        old = arr[idx]
+        arr[idx] = old + eps
+        fp = f()
+        arr[idx] = old - eps
+        fm = f()
+        arr[idx] = old
+        g[idx] = (fp - fm) / (2 * eps)
+    return g
 
 
 def _venv_bin() -> Path:

@@ -1,4 +1,4 @@
-"""Tests of lenet5.model (with bitmaps and checkpoint): shapes, forward, gradients, init, files, training.
+"""Tests of lenet5.model (with nn.bitmaps and store.npz): shapes, forward, gradients, init, files, training.
 
 The forward pass and the losses are checked against the per-image loop network of reference.py
 (written from the paper, Table I as sets) and the gradients of every parameter tensor against
@@ -8,11 +8,12 @@ central finite differences, in float64. Training with SDLM is tested in test_sdl
 import numpy as np
 import pytest
 
-from lenet5.bitmaps import rbf_centres
-from lenet5.checkpoint import FORMAT, FORMAT_KEY
+from lenet5.nn.bitmaps import rbf_centres
+from lenet5.store.npz import FORMAT, FORMAT_KEY
 from lenet5.errors import Lenet5Error
-from lenet5.losses import loss_and_dy
-from lenet5.model import PARAM_SHAPES, LeNet5, c3_mask
+from lenet5.nn.losses import loss_and_dy
+from lenet5.model import LeNet5
+from lenet5.nn.architecture import PARAM_SHAPES, c3_mask
 from reference import TABLE_I_ROWS, c3_inputs, lively_params, map_pattern, mse_pattern, network_forward
 from reference import c3_mask as paper_mask
 
@@ -94,11 +95,12 @@ def test_predict_is_argmin_of_penalties():
     y = rng.permuted(np.tile(np.arange(10.0), (7, 1)), axis=1)  # (7, 10) penalties with known winners
     sizes = []
 
-    def fake_forward(xb):  # serves y chunk by chunk, as predict asks for it
+    def fake_map(op, xb):  # serves y chunk by chunk, as forward asks for it
+        assert op == "infer"
         sizes.append(len(xb))
-        return y[sum(sizes) - len(xb):sum(sizes)]
+        return 0.0, {}, y[sum(sizes) - len(xb):sum(sizes)]
 
-    net.forward = fake_forward
+    net._map = fake_map
     assert np.array_equal(net.predict(x, batch_size=3), y.argmin(axis=1)) and sizes == [3, 3, 1]
 
 

@@ -22,11 +22,12 @@ import pytest
 import yaml
 
 from lenet5.errors import Lenet5Error
-from lenet5.model import PARAM_SHAPES, LeNet5
-from lenet5.pipeline import load_prepared
-from lenet5.trainlog import read_log_csv
-from lenet5.stage import run_stage
-from params_helper import committed_params
+from lenet5.model import LeNet5
+from lenet5.nn.architecture import PARAM_SHAPES
+from lenet5.store.prepared import read_prepared as load_prepared
+from lenet5.store.trainlog import read_log_csv
+from lenet5.pipeline.commands import run_stage
+from conftest import committed_params
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = (ROOT / "params.yaml").read_text(encoding="utf-8")
@@ -174,7 +175,7 @@ def test_full_disk_leaves_the_previous_model_intact(tmp_path, monkeypatch, capsy
     monkeypatch.setattr(os, "replace", full_disk)
     monkeypatch.chdir(folder)
     with pytest.raises(SystemExit) as info:
-        run_stage("train")
+        run_stage("train", [])
     assert info.value.code == 1
     err = capsys.readouterr().err
     target = "models/lenet5.npz" if where == "models" else "checkpoints/last.npz"
@@ -288,7 +289,7 @@ def test_forbidden_patterns_catch_what_they_should():
 
 def test_no_module_can_unpickle_or_run_code():
     files = sorted((ROOT / "lenet5").rglob("*.py")) + sorted((ROOT / "stages").rglob("*.py"))
-    assert ROOT / "lenet5" / "train.py" in files and ROOT / "stages" / "train.py" in files
+    assert ROOT / "lenet5" / "training" / "loop.py" in files and ROOT / "stages" / "train.py" in files
     hits = []
     for path in files:
         text = path.read_text(encoding="utf-8")
@@ -302,7 +303,7 @@ def test_no_module_can_unpickle_or_run_code():
 def test_an_npz_saved_as_npy_is_refused_in_one_line(tmp_path):
     """A zip archive under a .npy name gives a Lenet5Error, not an AttributeError traceback."""
     from lenet5.errors import Lenet5Error
-    from lenet5.pipeline import load_prepared
+    from lenet5.store.prepared import read_prepared as load_prepared
 
     for split in ("train", "test"):
         for kind in ("images", "labels"):

@@ -1,0 +1,1 @@
+"""Evaluation: test metrics, confusion data, the most confident mistakes, and the PNG plots."""

@@ -1,0 +1,265 @@
+"""Data parallelism over worker processes: each computes one chunk of a batch in shared memory.
+
+A batch is cut into contiguous chunks (``chunks.spans``, at most ``threads`` of them); the calling
+process computes the first chunk itself and each worker process one other, and the per-chunk results
+are combined in chunk order. The chunking depends only on the batch size and ``threads``, so a run is
+deterministic for a given ``threads``. What a chunk costs is a ``Spec``'s business: the pool is given
+the parameter shapes, one sample's shape, the number of outputs per sample and a function
+``compute(op, x, labels, params, criterion, j) -> (loss, per-parameter dict, y or None)``; it never
+imports the network it runs.
+
+Why processes and not threads: a training step is hundreds of NumPy calls on arrays of a few
+hundred kB, and threads share one interpreter lock. Measured with 2 cores (``benchmarks/README.md``):
+batch 256 trained at 12,200-14,700 images/s with two threads and 16,000-17,800 with two processes
+(each cutting its chunk into cache-sized pieces, which slows threads down instead); batch 32 at
+9,300-10,200 images/s on one thread and 13,800-15,300 as two chunks of 16 in two processes;
+inference at 33,600-47,800 images/s with two threads and 41,700-49,200 with two processes.
+
+Everything large travels through one block of memory shared with the workers (an anonymous ``mmap``
+made before they are forked): the weights, each worker's images and labels, and the results and
+outputs it sends back. Commands and replies are short JSON messages over a pipe; nothing is pickled.
+A worker ignores Ctrl-C (the parent handles it), exits when its pipe closes (also when the parent is
+killed), and reports its own errors, which are raised here as ``Lenet5Error``; a worker that dies is
+reported and replaced on the next call. No process is started, and no exit hook registered, before
+the first call that needs one.
+"""
+
+import atexit
+import dataclasses
+import json
+import mmap
+import multiprocessing
+import os
+import signal
+
+import numpy as np
+
+from ..errors import Lenet5Error
+from .chunks import spans
+
+_POOLS = {}
+
+
+@dataclasses.dataclass(frozen=True, eq=False)  # hashed by identity: one pool per Spec object
+class Spec:
+    """What the pool computes: ``compute(op, x, labels, params, criterion, j)`` on samples of
+    ``sample_shape`` with parameters of ``param_shapes``; ``outputs`` values per sample come back as y.
+    ``compute`` runs in forked processes, so it is any callable (it is never pickled)."""
+
+    param_shapes: dict
+    sample_shape: tuple
+    outputs: int
+    compute: object
+
+
+def resolve_threads(threads):
+    """A ``threads`` setting as a process count: 0 means one process per CPU this process may use."""
+    return int(threads) or len(os.sched_getaffinity(0))
+
+
+def map_chunks(spec, op, params, x, labels=None, criterion="mse", j=0.1, threads=1):
+    """``[(fraction, spec.compute(op, chunk...)), ...]`` over the chunks of x, in order.
+
+    ``fraction`` is the chunk's share of the batch, the weight of its mean. One chunk runs here;
+    with more, chunks 2, 3, ... run in worker processes while this process computes the first.
+    x is converted to the dtype of ``params``; shapes are checked before any worker starts.
+    """
+    dtype = next(iter(params.values())).dtype
+    n = len(x)
+    x = np.asarray(x, dtype=dtype)
+    if x.ndim != 1 + len(spec.sample_shape) or x.shape[1:] != tuple(spec.sample_shape):
+        raise ValueError(f"input must have shape (N, {', '.join(map(str, spec.sample_shape))}), got {x.shape}")
+    if labels is not None and labels.shape != (n,):
+        raise ValueError(f"labels must have shape ({n},) to match the images, got {labels.shape}")
+    pieces = spans(threads, n)  # (start, stop) per chunk
+    if len(pieces) == 1:
+        return [(1.0, spec.compute(op, x, labels, params, criterion, j))]
+    pool = _pool(spec, len(pieces) - 1, max(b - a for a, b in pieces), dtype)
+    remote = [(x[a:b], None if labels is None else labels[a:b]) for a, b in pieces[1:]]
+    pool.start(op, params, remote, criterion, j)
+    a, b = pieces[0]
+    try:
+        first = spec.compute(op, x[a:b], None if labels is None else labels[a:b], params, criterion, j)
+    except BaseException:  # bad arguments, Ctrl-C: collect the workers' replies before leaving
+        pool.drain()
+        raise
+    try:
+        results = [first] + pool.finish(op, remote)
+    except KeyboardInterrupt:  # replies may be left unread: never reuse these workers
+        _discard(pool)
+        raise
+    return [((b - a) / n, r) for (a, b), r in zip(pieces, results)]
+
+
+class _Layout:
+    """Named views into one shared buffer: the weights, then per worker its inputs and outputs."""
+
+    def __init__(self, spec, workers, capacity, dtype):
+        self.shapes, self.dtype, self.capacity = spec.param_shapes, np.dtype(dtype), capacity
+        self.sample_shape, self.outputs = tuple(spec.sample_shape), int(spec.outputs)
+        self.sample = int(np.prod(self.sample_shape))
+        self.n_params = sum(int(np.prod(s)) for s in self.shapes.values())
+        self.per_worker = capacity * (self.sample + 1 + self.outputs) + self.n_params  # images, labels, y, results
+        self.size = (self.n_params + workers * self.per_worker) * self.dtype.itemsize
+
+    def params(self, buf):
+        """The weights, a dict of arrays shaped like ``spec.param_shapes``."""
+        return self._split(self._flat(buf)[:self.n_params])
+
+    def slot(self, buf, worker):
+        """A worker's (images ``(capacity, *sample_shape)``, labels, outputs ``(capacity, outputs)``,
+        results shaped like the parameters)."""
+        c, s, o = self.capacity, self.sample, self.outputs
+        w = self._flat(buf)[self.n_params + worker * self.per_worker:][:self.per_worker]
+        x = w[:c * s].reshape(c, *self.sample_shape)  # (capacity*sample,) -> (capacity, 1, 32, 32)
+        y = w[c * (s + 1):c * (s + 1 + o)].reshape(c, o)  # (capacity*outputs,) -> (capacity, outputs)
+        return x, w[c * s:c * (s + 1)], y, self._split(w[c * (s + 1 + o):])
+
+    def _flat(self, buf):
+        return np.frombuffer(buf, dtype=self.dtype, count=self.size // self.dtype.itemsize)
+
+    def _split(self, flat):
+        out, i = {}, 0
+        for k, s in self.shapes.items():
+            n = int(np.prod(s))
+            out[k] = flat[i:i + n].reshape(s)  # (n,) -> the parameter's shape
+            i += n
+        return out
+
+
+def _serve(conn, buf, layout, worker, compute, inherited):
+    """A worker's loop: read a command, compute its chunk, write the results, reply.
+
+    ``inherited`` are the parent's ends of every pipe, which the fork copied into this process: they
+    are closed first, so that when the parent dies its pipe really closes and this loop ends.
+    """
+    for c in inherited:
+        c.close()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    params = layout.params(buf)  # the parent writes the current weights here before each command
+    x, labels, y, out = layout.slot(buf, worker)
+    while True:
+        try:
+            cmd = json.loads(conn.recv_bytes())
+        except (EOFError, OSError):
+            return
+        if cmd["op"] == "stop":
+            return
+        try:
+            n = cmd["n"]
+            lab = labels[:n].astype(np.int64) if cmd["op"] == "grads" else None  # (stored as floats)
+            loss, result, y_n = compute(cmd["op"], x[:n], lab, params, cmd["criterion"], cmd["j"])
+            if y_n is not None:
+                y[:n] = y_n
+            for k, v in result.items():
+                out[k][...] = v
+            conn.send_bytes(json.dumps({"loss": float(loss)}).encode())
+        except Exception as e:  # reported to the parent, which raises it
+            conn.send_bytes(json.dumps({"error": f"{type(e).__name__}: {e}"}).encode())
+
+
+class ProcessPool:
+    """``workers`` forked processes sharing one buffer with this one (for one thread at a time)."""
+
+    def __init__(self, spec, workers, capacity, dtype):
+        self.layout = _Layout(spec, workers, capacity, dtype)
+        self.buf = mmap.mmap(-1, self.layout.size)  # anonymous, shared: the children see every write
+        ctx = multiprocessing.get_context("fork")
+        self.conns, self.procs = [], []
+        for i in range(workers):
+            parent, child = ctx.Pipe()
+            inherited = [parent, *self.conns, *(c for pool in _POOLS.values() for c in pool.conns)]
+            p = ctx.Process(target=_serve, args=(child, self.buf, self.layout, i, spec.compute, inherited),
+                            daemon=True, name=f"lenet5-worker-{i}")
+            p.start()
+            child.close()
+            self.conns.append(parent)
+            self.procs.append(p)
+        self.params = self.layout.params(self.buf)
+        self.slots = [self.layout.slot(self.buf, i) for i in range(workers)]
+
+    def start(self, op, params, chunks, criterion, j):
+        """Copy ``params`` and chunk i (``(x, labels or None)``) to worker i, and start ``op`` there."""
+        for k, v in params.items():
+            self.params[k][...] = v
+        for (x, labels), (xs, ls, _, _) in zip(chunks, self.slots):  # every copy before any command
+            xs[:len(x)] = x
+            if labels is not None:
+                ls[:len(x)] = labels
+        for conn, (x, _) in zip(self.conns, chunks):
+            try:
+                conn.send_bytes(json.dumps({"op": op, "n": len(x), "criterion": criterion, "j": j}).encode())
+            except OSError:
+                self._died()
+
+    def _died(self):
+        _discard(self)
+        raise Lenet5Error("a worker process died (out of memory?); train.threads: 1 runs without them")
+
+    def finish(self, op, chunks):
+        """Wait for the workers: ``[(loss, results, outputs or None)]``, one per chunk, in order.
+
+        The arrays are copies: the shared memory is reused by the next command.
+        """
+        replies = self.drain()
+        for reply in replies:
+            if reply is None:
+                self._died()
+            if "error" in reply:
+                raise Lenet5Error(f"worker process failed: {reply['error']}")
+        return [(reply["loss"],
+                 {} if op == "infer" else {k: v.copy() for k, v in out.items()},
+                 None if op == "curvature" else y[:len(x)].copy())
+                for reply, (x, _), (_, _, y, out) in zip(replies, chunks, self.slots)]
+
+    def drain(self):
+        """Every worker's reply to the last command (None for a worker that died), in order."""
+        replies = []
+        for conn in self.conns:
+            try:
+                replies.append(json.loads(conn.recv_bytes()))
+            except (EOFError, OSError):
+                replies.append(None)
+        return replies
+
+    def close(self):
+        """Stop the workers (they also stop by themselves when this process ends)."""
+        for conn in self.conns:
+            try:
+                conn.send_bytes(b'{"op": "stop"}')
+            except OSError:
+                pass
+        for p in self.procs:
+            p.join(timeout=5)
+            if p.is_alive():
+                p.kill()
+
+
+def _pool(spec, workers, capacity, dtype):
+    """The shared pool of ``workers`` processes computing ``spec`` for chunks of up to ``capacity``
+    samples of ``dtype``; the exit hook that stops every pool is registered with the first one."""
+    if not _POOLS:
+        atexit.unregister(close_all)
+        atexit.register(close_all)
+    key = (spec, workers, np.dtype(dtype).name)
+    pool = _POOLS.get(key)
+    if pool is None or pool.layout.capacity < capacity:
+        if pool is not None:
+            pool.close()
+        pool = _POOLS[key] = ProcessPool(spec, workers, max(capacity, 256), dtype)
+    return pool
+
+
+def _discard(pool):
+    """Close ``pool`` and forget it, so that the next call starts fresh workers."""
+    for key, p in list(_POOLS.items()):
+        if p is pool:
+            del _POOLS[key]
+    pool.close()
+
+
+def close_all():
+    """Stop every worker process."""
+    for pool in _POOLS.values():
+        pool.close()
+    _POOLS.clear()

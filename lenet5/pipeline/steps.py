@@ -1,0 +1,116 @@
+"""The four pipeline steps - fetch, preprocess, train, evaluate - as plain functions.
+
+Each takes the validated ``Params`` and the paths it reads and writes; the commands of
+``commands.py`` (run by ``lenet5 <step>`` and by the DVC stage scripts) call these, so there is one
+implementation. ``DEFAULTS`` are the paths ``dvc.yaml`` passes to the stages (a test holds them
+together). Each step imports the layers it runs only when it runs.
+"""
+
+import json
+import os
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..store.atomic import write_json
+
+# The default paths of the pipeline, as dvc.yaml passes them to the stage scripts.
+DEFAULTS = {
+    "raw": Path("data/raw"),
+    "prepared": Path("data/prepared"),
+    "checkpoint": Path("checkpoints/last.npz"),
+    "model": Path("models/lenet5.npz"),
+    "train_metrics": Path("metrics/train.json"),
+    "train_log": Path("metrics/train_log.csv"),
+    "eval_metrics": Path("metrics/eval.json"),
+    "confusion": Path("metrics/confusion.csv"),
+    "plots": Path("plots"),
+}
+
+
+def fetch(params, out, progress=True):
+    """Download and verify the four MNIST files into ``out`` ($MNIST_MIRROR tried first)."""
+    from ..data.fetch import fetch_mnist
+
+    f = params.fetch
+    return fetch_mnist(out, list(f.mirrors), f.timeout, f.retries,
+                       local_mirror=os.environ.get("MNIST_MIRROR") or None, progress=progress)
+
+
+def preprocess(params, raw, out):
+    """IDX files in ``raw`` -> normalized ``.npy`` arrays in ``out``; returns the counts."""
+    from ..data.preprocess import prepare
+
+    return prepare(raw, out, params.preprocess.train_limit, params.preprocess.test_limit)
+
+
+def train(params, data, checkpoint, model, metrics, log, progress=True):
+    """Train (resuming from the checkpoint when it matches), then write the model, log and metrics."""
+    from threadpoolctl import threadpool_limits
+
+    from ..parallel.allocator import tune_allocator
+    from ..store.prepared import read_prepared
+    from ..store.trainlog import write_log_csv
+    from ..training.loop import fit
+
+    tune_allocator()
+    tx, ty, vx, vy = read_prepared(data)
+    t0 = time.perf_counter()
+    with threadpool_limits(limits=1, user_api="blas"):  # parallel over batch chunks instead (parallel/)
+        net, rows = fit(tx, ty, vx, vy, params.lr_scale, params.train, params.distort, checkpoint,
+                        progress=progress, on_epoch=lambda rows: write_log_csv(log, rows))
+    write_log_csv(log, rows)
+    net.save(model)
+    seconds = sum(r["seconds"] for r in rows)
+    last = rows[-1]
+    result = {
+        "epochs": len(rows),
+        "train_loss": round(last["train_loss"], 6),
+        "train_error_on_the_fly": round(last["train_error"], 6),
+        "test_error": round(last["test_error"], 6),
+        "training_seconds": round(seconds, 1),
+        "images_per_second": round(len(tx) * len(rows) / seconds, 1),
+        "parameters": net.num_params(),
+        "this_run_seconds": round(time.perf_counter() - t0, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+    write_json(metrics, result)
+    return result
+
+
+def evaluate(params, data, model, log, metrics, confusion, plots):
+    """Test metrics, final training error, confusion data and the PNG plots."""
+    from ..evaluation.metrics import (classification_metrics, confusion_matrix, most_confident_mistakes,
+                                      write_confusion_csv)
+    from ..evaluation.plots import plot_confusion, plot_learning_curves, plot_misclassified
+    from ..model import LeNet5
+    from ..store.prepared import read_prepared
+    from ..store.trainlog import read_log_csv
+
+    net = LeNet5.load(model)
+    tx, ty, vx, vy = read_prepared(data)
+    bs = params.evaluate.batch_size
+    y_test = net.forward(vx, batch_size=bs)
+    loss = float(y_test[np.arange(len(vy)), vy].astype(np.float64).mean()) if len(vy) else None
+    result = classification_metrics(y_test, vy, loss)
+    del result["confusion"]  # 100 numbers: kept as plot data (confusion.csv) and a picture instead
+    train_errors = int((net.predict(tx, bs) != ty).sum())
+    result["train_errors"] = train_errors
+    result["train_error_rate"] = round(train_errors / len(ty), 6)
+    write_json(metrics, result)
+    pred = y_test.argmin(axis=1)
+    write_confusion_csv(confusion, pred, vy)
+    plots = Path(plots)
+    plot_confusion(confusion_matrix(pred, vy), plots / "confusion.png")
+    worst = most_confident_mistakes(y_test, vy, params.evaluate.gallery)
+    plot_misclassified(vx[worst], vy[worst], pred[worst], plots / "errors.png")
+    if Path(log).exists():
+        plot_learning_curves(read_log_csv(log), plots / "learning_curves.png")
+    return result
+
+
+def summary(result):
+    """One-line JSON of a metrics dict, for the terminal."""
+    return json.dumps({k: v for k, v in result.items() if not isinstance(v, (dict, list))})

@@ -1,0 +1,216 @@
+"""Tests of the ``lenet5`` command line: help, bench, error handling, predict, and train + evaluate.
+
+Everything runs in-process through typer's CliRunner on tiny synthetic data (no MNIST, no DVC),
+except one ``python -m lenet5 --help`` in a subprocess.
+"""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+from typer.testing import CliRunner
+
+from conftest import ROOT, set_params
+from lenet5.cli import app, main
+from lenet5.errors import Lenet5Error
+from conftest import write_idx
+from lenet5.data.preprocess import normalize
+from lenet5.model import LeNet5
+
+COMMANDS = ("fetch", "preprocess", "train", "evaluate", "predict", "bench")
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def one_error_line(result, *fragments):
+    """Assert exit 1 and exactly one stderr line ``error: ...`` holding every fragment; return it."""
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for f in fragments:
+        assert str(f) in lines[0], (f, lines[0])
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    """An untrained LeNet5(seed=0) saved as .npz; returns (path, net)."""
+    path = tmp_path_factory.mktemp("model") / "lenet5.npz"
+    net = LeNet5(seed=0)
+    net.save(path)
+    return path, net
+
+
+def test_help_lists_every_command():
+    result = invoke("--help")
+    assert result.exit_code == 0, result.output
+    for cmd in COMMANDS:
+        assert cmd in result.output
+
+
+def test_python_dash_m_runs_the_cli():
+    p = subprocess.run([sys.executable, "-m", "lenet5", "--help"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert all(cmd in p.stdout for cmd in COMMANDS)
+
+
+def test_bench_prints_one_json_line():
+    result = invoke("bench", "--images", 512, "--batch-size", 64, "--infer-batch", 100, "--threads", 1)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1, result.stdout
+    r = json.loads(lines[0])
+    assert r["train_images_per_s"] > 0 and r["infer_images_per_s"] > 0
+    assert r["dtype"] == "float32" and r["batch_size"] == 64 and r["images"] == 512
+    assert r["threads"] == 1 and r["infer_batch_size"] == 100
+    assert r["peak_rss_mb"] > 10
+
+
+def test_bench_refuses_an_unknown_dtype():
+    one_error_line(invoke("bench", "--dtype", "float16"), "float16", "float32")
+
+
+def test_missing_params_file_is_one_error_line(tmp_path):
+    one_error_line(invoke("train", "--params", tmp_path / "missing.yaml"), "missing.yaml")
+
+
+def test_debug_lets_the_exception_propagate(tmp_path):
+    result = invoke("--debug", "train", "--params", tmp_path / "missing.yaml")
+    assert result.exit_code != 0
+    assert isinstance(result.exception, Lenet5Error), result.exception
+    assert "missing.yaml" in str(result.exception)
+    # the flag does not stick to later invocations
+    one_error_line(invoke("train", "--params", tmp_path / "missing.yaml"), "missing.yaml")
+
+
+@pytest.mark.parametrize("argv, fragments", [
+    (["bogus"], ["No such command 'bogus'", "`lenet5 --help`"]),
+    (["predict", "--debug", "x.png"], ["No such option: --debug", "`lenet5 predict --help`"]),
+    (["bench", "--repeat", "0"], ["--repeat", "`lenet5 bench --help`"]),
+])
+def test_command_line_mistakes_are_one_error_line(argv, fragments, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert out == "" and len(lines) == 1 and lines[0].startswith("error: "), err
+    for f in fragments:
+        assert f in lines[0], (f, lines[0])
+
+
+def test_main_exits_with_the_command_status(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0 and "predict" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--params", str(tmp_path / "missing.yaml")])
+    assert e.value.code == 1
+    assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_predict_needs_an_input():
+    one_error_line(invoke("predict"), "image files", "--idx")
+
+
+def test_predict_a_drawn_digit(tmp_path, model):
+    path, net = model
+    im = Image.new("L", (80, 100), 255)  # a thick black 7 on white paper
+    ImageDraw.Draw(im).line([(20, 15), (62, 15), (34, 90)], fill=0, width=9)
+    png = tmp_path / "seven.png"
+    im.save(png)
+    result = invoke("predict", "--model", path, png)
+    assert result.exit_code == 0, result.output
+    line = result.stdout.strip()
+    assert line.startswith(f"{png}: ") and len(line.splitlines()) == 1
+    digit = int(line.split(":")[1].split()[0])
+    distances = [float(t.split(":")[1]) for t in line.split("RBF distances")[1].split()]
+    assert len(distances) == 10 and digit == int(np.argmin(distances))
+
+
+def test_predict_an_idx_image_as_json(tmp_path, model):
+    path, net = model
+    images = np.random.default_rng(0).integers(0, 256, size=(3, 28, 28), dtype=np.uint8)
+    idx = tmp_path / "three-idx3-ubyte"
+    write_idx(idx, images)
+    result = invoke("predict", "--model", path, "--idx", idx, "--index", 1, "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    expected = net.forward(normalize(images[1:2]))[0]  # (1, 1, 32, 32) -> (10,)
+    assert out["input"] == f"{idx}[1]"
+    assert out["digit"] == int(expected.argmin())
+    assert out["distances"] == pytest.approx(expected, abs=1e-3)
+    other = net.forward(normalize(images[0:1]))[0]  # (1, 1, 32, 32) -> (10,)
+    assert not np.allclose(other, expected, atol=1e-3)  # so the index really picked image 1
+
+
+def test_predict_index_out_of_range(tmp_path, model):
+    idx = tmp_path / "three-idx3-ubyte"
+    write_idx(idx, np.zeros((3, 28, 28), np.uint8))
+    one_error_line(invoke("predict", "--model", model[0], "--idx", idx, "--index", 5), "5", "0-2")
+
+
+@pytest.mark.parametrize("content", [b"this is not an image\n", b""], ids=["text", "empty"])
+def test_predict_a_file_that_is_not_an_image(tmp_path, model, content):
+    fake = tmp_path / "digit.png"
+    fake.write_bytes(content)
+    one_error_line(invoke("predict", "--model", model[0], fake), "digit.png")
+
+
+def test_predict_with_a_missing_model(tmp_path):
+    one_error_line(invoke("predict", "--model", tmp_path / "none.npz", tmp_path / "x.png"), "none.npz")
+
+
+@pytest.fixture
+def prepared(tmp_path):
+    """A folder of prepared arrays (64 train, 32 test, random) and a params.yaml of 1 epoch, batch 16."""
+    rng = np.random.default_rng(1)
+    data = tmp_path / "prepared"
+    data.mkdir()
+    for split, n in (("train", 64), ("test", 32)):
+        x = rng.uniform(-0.1, 1.175, size=(n, 1, 32, 32)).astype(np.float32)
+        np.save(data / f"{split}_images.npy", x, allow_pickle=False)
+        np.save(data / f"{split}_labels.npy", rng.integers(0, 10, size=n).astype(np.uint8), allow_pickle=False)
+    params = tmp_path / "params.yaml"
+    params.write_text((ROOT / "params.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    set_params(params, {"train.epochs": 1, "train.batch_size": 16, "train.hessian_samples": 32,
+                        "evaluate.gallery": 4})
+    return tmp_path, params, data
+
+
+def test_train_then_evaluate_on_synthetic_data(prepared):
+    tmp, params, data = prepared
+    files = {k: tmp / v for k, v in dict(checkpoint="ck/last.npz", model="models/m.npz", metrics="m/train.json",
+                                          log="m/log.csv", eval="m/eval.json", confusion="m/conf.csv",
+                                          plots="plots").items()}
+    result = invoke("train", "--params", params, "--data", data, "--checkpoint", files["checkpoint"],
+                    "--model", files["model"], "--metrics", files["metrics"], "--log", files["log"],
+                    "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert json.loads(files["metrics"].read_text())["epochs"] == 1
+    assert len(files["log"].read_text().splitlines()) == 2
+    LeNet5.load(files["model"])  # a valid checkpoint
+    result = invoke("evaluate", "--params", params, "--data", data, "--model", files["model"], "--log",
+                    files["log"], "--metrics", files["eval"], "--confusion", files["confusion"],
+                    "--plots", files["plots"])
+    assert result.exit_code == 0, result.output
+    ev = json.loads(files["eval"].read_text())
+    assert 0 <= ev["accuracy"] <= 1 and ev["n"] == 32
+    assert ev["errors"] == round(32 * (1 - ev["accuracy"]))
+    assert len(files["confusion"].read_text().splitlines()) == 1 + 32
+    for name in ("confusion.png", "errors.png", "learning_curves.png"):
+        assert (files["plots"] / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_evaluate_without_prepared_data_names_the_step(tmp_path, model):
+    result = invoke("evaluate", "--params", ROOT / "params.yaml", "--data", tmp_path / "none",
+                    "--model", model[0], "--metrics", tmp_path / "e.json", "--plots", tmp_path / "p")
+    one_error_line(result, "none", "preprocess")
+    assert not (tmp_path / "e.json").exists()

@@ -1,0 +1,128 @@
+"""Worker processes give the single-process gradients and curvatures, and fail cleanly.
+
+``LeNet5(threads=k)`` computes gradients and curvatures in up to k processes (``lenet5/parallel/pool.py``);
+the single-process computation is the reference. The chunk means are combined in another order,
+so agreement is to rounding (float64), and repeated calls must be bitwise identical.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from lenet5 import LeNet5
+from lenet5.errors import Lenet5Error
+from lenet5.parallel.chunks import MIN_CHUNK, spans
+from lenet5.model import SPEC
+from lenet5.parallel.pool import _POOLS
+
+
+def batch(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.uniform(-0.1, 1.175, size=(n, 1, 32, 32)), rng.integers(0, 10, size=n)
+
+
+@pytest.mark.parametrize("threads, n", [(2, 2 * MIN_CHUNK), (3, 101), (2, 300)])
+def test_processes_give_the_single_process_loss_gradients_outputs_and_curvature(threads, n):
+    x, labels = batch(n)
+    assert len(spans(threads, n, MIN_CHUNK)) == threads  # the batch really is split
+    one, many = LeNet5(seed=1, dtype="float64", threads=1), LeNet5(seed=1, dtype="float64", threads=threads)
+    for criterion, j in (("mse", 0.1), ("map", 1.0)):
+        l1, g1, y1 = one.loss_grads_and_outputs(x, labels, criterion, j)
+        lk, gk, yk = many.loss_grads_and_outputs(x, labels, criterion, j)
+        assert lk == pytest.approx(l1, rel=1e-12)
+        np.testing.assert_allclose(yk, y1, rtol=1e-13)
+        for k in g1:
+            np.testing.assert_allclose(gk[k], g1[k], rtol=1e-10, atol=1e-14)
+    h1, hk = one.curvature(x), many.curvature(x)
+    for k in h1:
+        np.testing.assert_allclose(hk[k], h1[k], rtol=1e-10, atol=1e-16)
+
+
+def test_workers_follow_the_weights_and_repeat_bitwise():
+    x, labels = batch(80, seed=1)
+    net = LeNet5(seed=2, dtype="float32", threads=2)
+    first = net.loss_and_grads(x, labels)
+    assert net.loss_and_grads(x, labels)[0] == first[0]
+    net.params["F6.bias"] += 0.5  # the workers must see the new weights
+    moved = net.loss_and_grads(x, labels)
+    ref = LeNet5.from_params(net.params).loss_and_grads(x, labels)
+    assert moved[0] != first[0] and moved[0] == pytest.approx(ref[0], rel=1e-5)
+
+
+def test_an_error_in_a_worker_is_one_lenet5_error_and_the_pool_stays_usable():
+    x, labels = batch(64, seed=2)
+    bad = labels.copy()
+    bad[-1] = 12  # only the second chunk, computed by the worker, sees it
+    net = LeNet5(seed=0, dtype="float64", threads=2)
+    with pytest.raises(Lenet5Error, match="worker process failed"):
+        net.loss_and_grads(x, bad)
+    with pytest.raises(ValueError):  # the first chunk fails here; the worker's reply is still collected
+        net.loss_and_grads(x, labels, criterion="nonsense")
+    np.testing.assert_allclose(net.loss_and_grads(x, labels)[0],
+                               LeNet5(seed=0, dtype="float64").loss_and_grads(x, labels)[0], rtol=1e-12)
+
+
+def test_a_killed_worker_is_reported_and_replaced():
+    x, labels = batch(64, seed=3)
+    net = LeNet5(seed=0, dtype="float64", threads=2)
+    net.loss_and_grads(x, labels)
+    pool = _POOLS[(SPEC, 1, "float64")]
+    os.kill(pool.procs[0].pid, signal.SIGKILL)
+    pool.procs[0].join(5)
+    with pytest.raises(Lenet5Error, match="worker process died"):
+        net.loss_and_grads(x, labels)
+    assert _POOLS.get((SPEC, 1, "float64")) is not pool
+    assert np.isfinite(net.loss_and_grads(x, labels)[0])  # fresh workers
+
+
+def test_bad_shapes_are_refused_before_any_worker_starts():
+    x, labels = batch(64, seed=4)
+    net = LeNet5(seed=0, dtype="float64", threads=2)
+    with pytest.raises(ValueError, match=r"\(N, 1, 32, 32\)"):
+        net.loss_and_grads(x.reshape(64, 32, 32), labels)
+    with pytest.raises(ValueError, match="labels must have shape"):
+        net.loss_and_grads(x, labels[:-1])
+    with pytest.raises(ValueError, match=r"\(N, 1, 32, 32\)"):
+        net.curvature(x[:, :, :28, :28])
+    np.testing.assert_allclose(net.loss_and_grads(x, labels)[0],  # the workers are still in step
+                               LeNet5(seed=0, dtype="float64").loss_and_grads(x, labels)[0], rtol=1e-12)
+
+
+ORPHAN = """
+import time, numpy as np
+from lenet5 import LeNet5
+from lenet5.parallel import pool as workers
+net = LeNet5(seed=0, threads=3)  # two workers: the second also inherits the first one's pipe
+net.forward(np.zeros((96, 1, 32, 32), np.float32))
+print(*(p.pid for pool in workers._POOLS.values() for p in pool.procs), flush=True)
+time.sleep(60)
+"""
+
+
+def test_workers_exit_when_their_parent_is_killed():
+    parent = subprocess.Popen([sys.executable, "-c", ORPHAN], stdout=subprocess.PIPE, text=True)
+    try:
+        pids = [int(p) for p in parent.stdout.readline().split()]
+        assert len(pids) == 2
+    finally:
+        parent.kill()  # SIGKILL: no atexit, no clean-up, only the pipes closing
+        parent.wait()
+    deadline = time.monotonic() + 10
+    while pids and time.monotonic() < deadline:
+        pids = [p for p in pids if _alive(p)]
+        time.sleep(0.05)
+    assert not pids, f"worker processes {pids} outlived their parent"
+
+
+def _alive(pid):
+    """True while ``pid`` runs (a zombie waiting to be reaped counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[-1][0] != "Z"
+    except FileNotFoundError:
+        return False
