@@ -18,7 +18,7 @@ import numpy as np
 from ..parallel.pool import resolve_threads
 
 # Inside the lenet5 package: files and folders (every file below them).
-TRAINING_CODE = ("__init__.py", "errors.py", "model.py", "nn", "parallel", "store", "training", "pipeline")
+TRAINING_CODE = ("__init__.py", "errors.py", "cpu.py", "model.py", "nn", "parallel", "store", "training", "pipeline")
 PACKAGE = Path(__file__).resolve().parents[1]
 
 
