@@ -94,6 +94,7 @@ def test_debug_lets_the_exception_propagate(tmp_path):
     (["bogus"], ["No such command 'bogus'", "`lenet5 --help`"]),
     (["predict", "--debug", "x.png"], ["No such option: --debug", "`lenet5 predict --help`"]),
     (["bench", "--repeat", "0"], ["--repeat", "`lenet5 bench --help`"]),
+    (["bench", "--images", "1000000000000"], ["--images", "100000", "`lenet5 bench --help`"]),
 ])
 def test_command_line_mistakes_are_one_error_line(argv, fragments, capsys):
     with pytest.raises(SystemExit) as e:
