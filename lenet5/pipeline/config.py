@@ -167,7 +167,7 @@ class EvaluateParams(_Block):
 class Params(_Block):
     """All of ``params.yaml``: the global learning-rate factor and one block per stage."""
 
-    lr_scale: float = _spec(_num(float, 0, 10_000, lo_open=True))  # factor on the paper's eta schedule
+    lr_scale: float = _spec(_num(float, 0, lo_open=True))  # factor on the eta schedule; overflow = divergence
     fetch: FetchParams = _spec()
     preprocess: PreprocessParams = _spec()
     train: TrainParams = _spec()
