@@ -43,7 +43,7 @@ def remove_stale_temps_in(folder) -> None:
                 tmp.unlink(missing_ok=True)
 
 
-def _check_replaceable(path) -> None:
+def check_replaceable(path) -> None:
     """Refuse to replace anything but a regular file, a symbolic link or a missing path."""
     try:
         mode = os.lstat(path).st_mode
@@ -60,7 +60,7 @@ def _check_replaceable(path) -> None:
 def atomic_path(path):
     """Yield a temp path beside ``path``; on success it replaces ``path`` in one step."""
     path = Path(path)
-    _check_replaceable(path)
+    check_replaceable(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
