@@ -82,7 +82,8 @@ def _read_members(path, shapes):
             with z.open(info) as m:
                 dtype, shape, order = check_header(m, info.file_size, f"{path}: member '{info.filename}'")
                 raw = m.read(info.file_size)  # exactly the declared bytes, checked above
-            data[name] = np.frombuffer(bytearray(raw), dtype=dtype).reshape(shape, order=order)  # flat -> declared shape
+            flat = np.frombuffer(bytearray(raw), dtype=dtype)
+            data[name] = flat.reshape(shape, order=order)  # flat -> the declared shape
     return data
 
 

@@ -175,8 +175,11 @@ def prepared(tmp_path):
     """A folder of prepared arrays (64 train, 32 test, random) and a params.yaml of 1 epoch, batch 16."""
     rng = np.random.default_rng(1)
     data = tmp_path / "prepared"
-    write_prepared(data, {split: (rng.uniform(-0.1, 1.175, size=(n, 1, 32, 32)).astype(np.float32),  # (N, 1, 32, 32)
-                                  rng.integers(0, 10, size=n).astype(np.uint8)) for split, n in (("train", 64), ("test", 32))})
+    splits = {}
+    for split, n in (("train", 64), ("test", 32)):
+        x = rng.uniform(-0.1, 1.175, size=(n, 1, 32, 32)).astype(np.float32)  # (N, 1, 32, 32)
+        splits[split] = (x, rng.integers(0, 10, size=n).astype(np.uint8))
+    write_prepared(data, splits)
     params = tmp_path / "params.yaml"
     params.write_text((ROOT / "params.yaml").read_text(encoding="utf-8"), encoding="utf-8")
     set_params(params, {"train.epochs": 1, "train.batch_size": 16, "train.hessian_samples": 32,

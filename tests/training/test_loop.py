@@ -290,8 +290,8 @@ BAD = {  # name: (variant, (its epoch-1 checkpoint, tmp_path) -> bytes, words th
     "edited": ("plain", lambda s, t: _edited(s, "F6.weight", lambda w: w * 0.5), "digest missing or wrong"),
     "no-digest": ("plain", lambda s, t: _edited(s, None, None), "digest missing or wrong"),
     "outside-table-i": ("plain", lambda s, t: _edited(s, "C3.weight", _outside_table_i, seal=True), "outside Table I"),
-    "header-lies": ("plain", lambda s, t: _with_member(s, "C1.weight.npy", _npy_header((10**11, 1, 32, 32)) + bytes(64)),
-                    "declares"),
+    "header-lies": ("plain", lambda s, t: _with_member(
+        s, "C1.weight.npy", _npy_header((10**11, 1, 32, 32)) + bytes(64)), "declares"),
     "extra-member": ("plain", lambda s, t: _with_member(s, "state/huge.npy", _npy_header((10**10,))),
                      "unexpected member 'state/huge.npy'"),
     "compressed": ("plain", lambda s, t: _with_member(s, "state/log.npy", bytes(50_000_000), zipfile.ZIP_DEFLATED),
