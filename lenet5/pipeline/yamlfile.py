@@ -10,6 +10,7 @@ than ``MAX_NODES`` nodes once aliases are expanded ("billion laughs"), a scalar 
 starts with the file name, and line:column where the parser knows them.
 """
 
+import re
 from pathlib import Path
 
 from ruamel.yaml import YAML
@@ -23,6 +24,7 @@ MAX_DEPTH = 32  # nested blocks and lists
 MAX_NODES = 10_000  # scalars, mappings and lists, with every alias expanded
 MAX_SCALAR = 1000  # characters of one value (a 5000-digit integer is refused)
 
+_BRACKETS = re.compile(r"[\[\]{}]")
 _NODES = ("ScalarEvent", "AliasEvent", "MappingStartEvent", "SequenceStartEvent")
 
 
@@ -38,8 +40,21 @@ class _Frame:
         self.key_next, self.last, self.seen, self.size = True, "?", set(), 1
 
 
+def _flow_depth(text, source) -> None:
+    """Refuse ``[[[[...`` nested deeper than ``MAX_DEPTH`` before the parser sees it (its scanner
+    looks ahead quadratically in flow collections); brackets in quotes count too, never below 0."""
+    depth = 0
+    for m in _BRACKETS.finditer(text):
+        depth = depth + 1 if m.group() in "[{" else max(depth - 1, 0)
+        if depth > MAX_DEPTH:
+            line = text.count("\n", 0, m.start())
+            where = f"{source}:{line + 1}:{m.start() - text.rfind(chr(10), 0, m.start())}"
+            raise Lenet5Error(f"{where}: nested more than {MAX_DEPTH} levels deep")
+
+
 def _scan(text, source) -> None:
     """Walk the parser's events once: depth, expanded size, scalar length and duplicate keys."""
+    _flow_depth(text, source)
     stack, sizes, total = [], {}, 0
     for ev in YAML(typ="safe").parse(text):
         name = type(ev).__name__
