@@ -2,8 +2,9 @@
 
 A checkpoint is a LeNet-5 ``.npz`` (``store/npz.py``) whose extra arrays hold the epoch, the run's
 fingerprint (``fingerprint.py``), the random generator's state, the log so far and, with momentum,
-the velocity buffers. ``resume`` returns that state only when the file is complete and was made by
-a run with the same fingerprint; every refusal is one line, and nothing from a refused file is used.
+the velocity buffers. ``resume`` returns that state only when the file is complete, its arrays match
+their digest (``store/npz.py``), C3 keeps to Table I, and it was made by a run with the same
+fingerprint; every refusal is one line, and nothing from a refused file is used.
 """
 
 import json
