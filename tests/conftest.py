@@ -111,14 +111,17 @@ def params_text(changes=None):
 
 def make_project(folder, changes=None, n_train=96, n_test=32, seed=0):
     """A project folder: params.yaml and data/prepared/*.npy of random images; returns the folder."""
+    from lenet5.store.prepared import write_prepared
+
     folder = Path(folder)
     prepared = folder / "data" / "prepared"
     prepared.mkdir(parents=True)
     rng = np.random.default_rng(seed)
+    splits = {}
     for split, n in (("train", n_train), ("test", n_test)):
         images = rng.uniform(-0.1, 1.175, size=(n, 1, 32, 32)).astype(np.float32)  # (N, 1, 32, 32)
-        np.save(prepared / f"{split}_images.npy", images)
-        np.save(prepared / f"{split}_labels.npy", rng.integers(0, 10, size=n).astype(np.uint8))  # (N,)
+        splits[split] = (images, rng.integers(0, 10, size=n).astype(np.uint8))  # labels (N,)
+    write_prepared(prepared, splits)
     (folder / "params.yaml").write_text(params_text(changes), encoding="utf-8")
     return folder
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from lenet5.nn.bitmaps import rbf_centres
-from lenet5.store.npz import FORMAT, FORMAT_KEY
+from lenet5.store.npz import DIGEST_KEY, FORMAT, FORMAT_KEY, digest
 from lenet5.errors import Lenet5Error
 from lenet5.nn.losses import loss_and_dy
 from lenet5.model import LeNet5
@@ -209,7 +209,10 @@ def valid_arrays():
     return {FORMAT_KEY: np.array(FORMAT), **LeNet5(seed=5, dtype="float64").params}
 
 
-def write_npz(path, arrays):
+def write_npz(path, arrays, seal=True):
+    """``arrays`` as an .npz with (``seal``) the content digest ``save`` adds, so the other checks are reached."""
+    if seal and all(a.dtype != object for a in arrays.values()):
+        arrays = {**arrays, DIGEST_KEY: np.array(digest(arrays))}
     with open(path, "wb") as f:
         np.savez(f, **arrays)  # np.savez pickles object arrays: the loader must refuse them
 
@@ -233,10 +236,22 @@ def write_bad(path, case):
         a["C5.bias"] = np.full(120, np.nan)
     elif case == "no_marker":
         del a[FORMAT_KEY]
+    elif case in ("edited", "no_digest"):  # edited after saving; or saved without a digest (older format)
+        sealed = {**a, DIGEST_KEY: np.array(digest(a))}
+        if case == "edited":
+            sealed["F6.weight"] = sealed["F6.weight"] * 0.5
+        else:
+            del sealed[DIGEST_KEY]
+        return write_npz(path, sealed, seal=False)
+    elif case == "compressed":
+        a[DIGEST_KEY] = np.array(digest(a))
+        with open(path, "wb") as f:
+            return np.savez_compressed(f, **a)
     write_npz(path, a)
 
 
-BAD_FILES = ["not_npz", "truncated", "missing_key", "wrong_shape", "object_array", "nan", "no_marker"]
+BAD_FILES = ["not_npz", "truncated", "missing_key", "wrong_shape", "object_array", "nan", "no_marker", "edited",
+             "no_digest", "compressed"]
 
 
 @pytest.mark.parametrize("case", BAD_FILES)
@@ -250,7 +265,11 @@ def test_load_refuses_bad_files_with_one_line(tmp_path, case):
     msg = str(info.value)
     assert "\n" not in msg and str(path) in msg
     if case == "object_array":
-        assert "allow_pickle" in msg
+        assert "no pickled objects" in msg
+    if case in ("edited", "no_digest"):
+        assert "digest missing or wrong" in msg
+    if case == "compressed":
+        assert "is compressed" in msg
 
 
 def test_load_refuses_c3_connections_outside_table_i(tmp_path):

@@ -23,6 +23,7 @@ from lenet5.errors import Lenet5Error
 from lenet5.model import LeNet5
 from lenet5.nn.architecture import PARAM_SHAPES
 from lenet5.store.prepared import read_prepared as load_prepared
+from lenet5.store.prepared import write_prepared
 from lenet5.store.trainlog import read_log_csv
 from lenet5.pipeline.commands import run_stage
 from conftest import make_project, run, stage_cmd, stage_env
@@ -193,7 +194,7 @@ def test_missing_prepared_data_asks_for_preprocess(tmp_path):
     for p in (folder / "data/prepared").iterdir():
         p.unlink()
     line = error_line(run("train", folder))
-    assert "data/prepared/train_images.npy" in line and "not found" in line and "preprocess" in line, line
+    assert "data/prepared" in line and "not found" in line and "preprocess" in line, line
     assert not (folder / "models").exists() and not (folder / "checkpoints").exists()
 
 
@@ -202,7 +203,9 @@ def test_non_finite_pixels_are_refused(tmp_path):
     path = folder / "data/prepared/test_images.npy"
     images = np.load(path)
     images[3, 0, 16, 16] = np.nan
-    np.save(path, images)
+    labels = np.load(folder / "data/prepared/test_labels.npy")
+    train = load_prepared(folder / "data/prepared")[:2]
+    write_prepared(folder / "data/prepared", {"train": train, "test": (images, labels)})  # written whole
     with pytest.raises(Lenet5Error) as info:
         load_prepared(folder / "data/prepared")
     assert f"{path}: holds NaN or infinite pixel values" in str(info.value)
@@ -259,9 +262,16 @@ def test_an_npz_saved_as_npy_is_refused_in_one_line(tmp_path):
     from lenet5.errors import Lenet5Error
     from lenet5.store.prepared import read_prepared as load_prepared
 
+    import hashlib
+    import json
+
+    files = {}
     for split in ("train", "test"):
         for kind in ("images", "labels"):
-            with open(tmp_path / f"{split}_{kind}.npy", "wb") as f:
+            path = tmp_path / f"{split}_{kind}.npy"
+            with open(path, "wb") as f:
                 np.savez(f, a=np.zeros(3))
-    with pytest.raises(Lenet5Error, match="not a .npy array"):
+            files[path.name] = {"bytes": path.stat().st_size, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    (tmp_path / "manifest.json").write_text(json.dumps({"format": "lenet5-prepared-1", "files": files}))
+    with pytest.raises(Lenet5Error, match="not a readable .npy array"):
         load_prepared(tmp_path)

@@ -22,6 +22,8 @@ from ..parallel.allocator import tune_allocator
 from ..parallel.pool import resolve_threads
 from ..training.sdlm import sdlm_update, step_sizes
 
+MAX_IMAGES = 100_000  # 400 MB of float32 images; more is refused before anything is allocated
+
 
 def _blas_info():
     """(threads, backend) of the BLAS library NumPy uses."""
@@ -82,14 +84,14 @@ def run_bench(batch_size=256, dtype="float32", images=60000, threads=0, repeat=1
     }
 
 
-def bench(batch_size: Annotated[int, typer.Option(help="Training mini-batch size.", min=1)] = 256,
+def bench(batch_size: Annotated[int, typer.Option(help="Training mini-batch size.", min=1, max=MAX_IMAGES)] = 256,
           dtype: Annotated[str, typer.Option(help="float32 or float64.")] = "float32",
-          images: Annotated[int, typer.Option(help="Images per epoch.", min=1)] = 60000,
+          images: Annotated[int, typer.Option(help="Images per epoch.", min=1, max=MAX_IMAGES)] = 60000,
           threads: Annotated[int, typer.Option(
               help="CPU cores sharing each batch: one process each, BLAS single-threaded (0 = one per CPU).",
-              min=0)] = 0,
-          repeat: Annotated[int, typer.Option(help="Epochs timed; the best is kept.", min=1)] = 1,
-          infer_batch: Annotated[int, typer.Option(help="Images per inference call.", min=1)] = 1000):
+              min=0, max=64)] = 0,
+          repeat: Annotated[int, typer.Option(help="Epochs timed; the best is kept.", min=1, max=100)] = 1,
+          infer_batch: Annotated[int, typer.Option(help="Images per inference call.", min=1, max=MAX_IMAGES)] = 1000):
     """Time one training epoch and one inference pass; print one JSON line of figures."""
     if dtype not in ("float32", "float64"):
         raise Lenet5Error(f"bench: --dtype must be float32 or float64, got {dtype!r}")

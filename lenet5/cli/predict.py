@@ -14,9 +14,15 @@ from ..errors import Lenet5Error
 from ..pipeline.steps import DEFAULTS
 
 
+def shown(path) -> str:
+    """A file name as printable text: bytes that are not UTF-8 (kept by Python as surrogates) shown as
+    ``\\xNN``, so that printing it never fails."""
+    return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def inputs_from_files(paths):
     """[(name, x ``(1, 1, 32, 32)``)] for PNG/JPEG files (see ``data/image.load_digit``)."""
-    return [(str(p), load_digit(p)[None]) for p in paths]  # (1,32,32) -> (1,1,32,32)
+    return [(shown(p), load_digit(p)[None]) for p in paths]  # (1,32,32) -> (1,1,32,32)
 
 
 def inputs_from_idx(path, index):
@@ -26,7 +32,7 @@ def inputs_from_idx(path, index):
         raise Lenet5Error(f"{path}: expected an IDX file of 28x28 ubyte images, got {arr.dtype} {arr.shape}")
     if not 0 <= index < len(arr):
         raise Lenet5Error(f"--index {index} is out of range: {path} holds {len(arr)} images (0-{len(arr) - 1})")
-    return [(f"{path}[{index}]", normalize(arr[index:index + 1]))]  # (1,28,28) -> (1,1,32,32)
+    return [(f"{shown(path)}[{index}]", normalize(arr[index:index + 1]))]  # (1,28,28) -> (1,1,32,32)
 
 
 def predict(images: Annotated[Optional[list[Path]], typer.Argument(help="PNG/JPEG files, one digit each.")] = None,

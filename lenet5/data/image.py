@@ -10,6 +10,7 @@ rest is NumPy. One digit per image is assumed, on a background that reaches the 
 (paper filling the frame); a linear illumination gradient across the paper is tolerated.
 """
 
+import io
 import math
 import os
 import struct
@@ -23,6 +24,7 @@ from ..errors import Lenet5Error
 from .preprocess import normalize
 
 DEFAULT_MAX_PIXELS = 40_000_000  # refuse images above 40 megapixels (width x height as declared)
+MAX_STREAM_BYTES = 64 << 20  # a pipe or device is read up to this many bytes (a file is not read whole)
 WORK_SIDE = 1024  # larger images are box-reduced to about this many pixels on the longer side
 FIELD, BOX = 28, 20  # MNIST field, size-normalised box
 MIN_CONTRAST = 0.04  # ink must differ from the paper by at least this much (gray levels in [0, 1])
@@ -112,13 +114,23 @@ def _read_gray(path: Path, max_pixels: int) -> np.ndarray:
         raise Lenet5Error(f"cannot read image {path}: it is a directory")
     if not path.exists():
         raise Lenet5Error(f"cannot read image {path}: file not found")
-    if path.stat().st_size == 0:
+    source = path
+    if not path.is_file():  # a pipe such as <(cat 7.png) reports size 0: read it, bounded
+        try:
+            with open(path, "rb") as f:
+                data = f.read(MAX_STREAM_BYTES + 1)
+        except OSError as e:
+            raise Lenet5Error(f"cannot read image {path}: {e.strerror or e}") from e
+        if len(data) > MAX_STREAM_BYTES:
+            raise Lenet5Error(f"cannot read image {path}: more than {MAX_STREAM_BYTES} bytes")
+        source = io.BytesIO(data)
+    if (len(data) if source is not path else path.stat().st_size) == 0:
         raise Lenet5Error(f"cannot read image {path}: the file is empty")
     try:
         with warnings.catch_warnings():
             # Pillow warns above Image.MAX_IMAGE_PIXELS; our own max_pixels check replaces it
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as im:  # reads the header only; frame 0 is current
+            with Image.open(source) as im:  # reads the header only; frame 0 is current
                 w, h = im.size
                 if w * h > max_pixels:
                     raise Lenet5Error(f"image {path} is {w}x{h} = {w * h:,} pixels, "

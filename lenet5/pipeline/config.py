@@ -1,7 +1,8 @@
 """The pipeline parameters: ``params.yaml`` checked and turned into frozen dataclasses.
 
 Each YAML key is a dataclass field whose metadata holds its check, so the schema is written once.
-A missing file, bad YAML, a missing, unknown or duplicated key, a wrong type or a value out of range
+The file is read by ``yamlfile.py`` (as DVC reads it, within limits). A missing file, bad YAML,
+a missing, unknown or duplicated key, a wrong type or a value out of range
 raises a one-line ``Lenet5Error`` that starts with the file name (and line:column where YAML knows
 it) and names the key and the value. Floats accept ints (``dvc exp run -S lr_scale=50`` writes 50.0
 back as 50); bools are never numbers and numbers never bools. This is the one place where a
@@ -12,12 +13,10 @@ import dataclasses
 import difflib
 import math
 import numbers
-from pathlib import Path
 
 import numpy as np
-import yaml
-
 from ..errors import Lenet5Error
+from .yamlfile import read_yaml
 
 
 class _Bad(Exception):
@@ -114,16 +113,16 @@ class FetchParams(_Block):
     """Where and how the MNIST files are downloaded (stage fetch)."""
 
     mirrors: tuple[str, ...] = _spec(_mirrors)  # URLs or folders, tried in order
-    timeout: float = _spec(_num(float, 0, lo_open=True))  # seconds without data
-    retries: int = _spec(_num(int, 0))  # extra attempts per file and mirror
+    timeout: float = _spec(_num(float, 0, 3600, lo_open=True))  # seconds without data
+    retries: int = _spec(_num(int, 0, 100))  # extra attempts per file and mirror
 
 
 @dataclasses.dataclass(frozen=True)
 class PreprocessParams(_Block):
     """How much of MNIST is kept (stage preprocess); 0 means all."""
 
-    train_limit: int = _spec(_num(int, 0))
-    test_limit: int = _spec(_num(int, 0))
+    train_limit: int = _spec(_num(int, 0, 10**7))
+    test_limit: int = _spec(_num(int, 0, 10**7))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,15 +130,15 @@ class TrainParams(_Block):
     """Training with stochastic diagonal Levenberg-Marquardt (stage train)."""
 
     epochs: int = _spec(_num(int, 1, 1000))
-    batch_size: int = _spec(_num(int, 1))
+    batch_size: int = _spec(_num(int, 1, 100_000))
     criterion: str = _spec(_choice("mse", "map"))  # eq. 8 or eq. 9
-    j: float = _spec(_num(float, 0))  # constant j of eq. 9, positive in the paper
-    mu: float = _spec(_num(float, 0, lo_open=True))  # SDLM damping (eq. 21)
+    j: float = _spec(_num(float, 0, 1000))  # constant j of eq. 9, positive in the paper
+    mu: float = _spec(_num(float, 0, 1000, lo_open=True))  # SDLM damping (eq. 21)
     start_epochs: int = _spec(_num(int, 0, 1000))  # epochs run at start_factor x eta
     start_factor: float = _spec(_num(float, 0, 1, lo_open=True))  # 1.0 = the paper's schedule
-    hessian_samples: int = _spec(_num(int, 1))
+    hessian_samples: int = _spec(_num(int, 1, 100_000))
     momentum: float = _spec(_num(float, 0, 1, hi_open=True))
-    seed: int = _spec(_num(int, 0))
+    seed: int = _spec(_num(int, 0, 2**32 - 1))
     dtype: str = _spec(_choice("float32", "float64"))
     threads: int = _spec(_num(int, 0, 64))  # CPU cores sharing each batch (processes); 0 = one per CPU
 
@@ -160,7 +159,7 @@ class DistortParams(_Block):
 class EvaluateParams(_Block):
     """Test-set evaluation (stage evaluate)."""
 
-    batch_size: int = _spec(_num(int, 1))
+    batch_size: int = _spec(_num(int, 1, 100_000))
     gallery: int = _spec(_num(int, 0, 400))  # misclassified digits shown
 
 
@@ -168,7 +167,7 @@ class EvaluateParams(_Block):
 class Params(_Block):
     """All of ``params.yaml``: the global learning-rate factor and one block per stage."""
 
-    lr_scale: float = _spec(_num(float, 0, lo_open=True))  # factor on the paper's eta schedule
+    lr_scale: float = _spec(_num(float, 0, lo_open=True))  # factor on the eta schedule; overflow = divergence
     fetch: FetchParams = _spec()
     preprocess: PreprocessParams = _spec()
     train: TrainParams = _spec()
@@ -228,48 +227,6 @@ def params_from_dict(d, source="params.yaml") -> Params:
     return _build(Params, d, "", source)
 
 
-def _yaml_error(e, text, source) -> Lenet5Error:
-    """A one-line error from a PyYAML exception, with 1-based line:column where known."""
-    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
-    where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-    context = getattr(e, "context", None)
-    if context and not context.startswith("while"):
-        problem = f"{context}, {problem}"  # e.g. "expected a single document ..., but found another"
-    if isinstance(e, yaml.reader.ReaderError):  # a bad character: it knows only its offset
-        pos = e.position
-        where = f"{source}:{text.count(chr(10), 0, pos) + 1}:{pos - text.rfind(chr(10), 0, pos)}"
-    return Lenet5Error(f"{where}: invalid YAML: {problem}")
-
-
-def _check_duplicates(node, source, path=""):
-    """Refuse a key given twice in one mapping (PyYAML would silently keep the last one)."""
-    if isinstance(node, yaml.MappingNode):
-        seen = set()
-        for k, v in node.value:
-            if isinstance(k, yaml.ScalarNode):
-                key = path + k.value
-                if k.value in seen:
-                    m = k.start_mark  # 0-based
-                    raise Lenet5Error(f"{source}:{m.line + 1}:{m.column + 1}: duplicate key '{key}'")
-                seen.add(k.value)
-                _check_duplicates(v, source, key + ".")
-
-
 def load_params(path="params.yaml") -> Params:
-    """Read, check and return the parameter file at ``path``."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise Lenet5Error(f"{path}: not found (expected the YAML parameter file at {p.resolve()})") from None
-    except UnicodeDecodeError as e:
-        raise Lenet5Error(f"{path}: not UTF-8 text (bad byte at offset {e.start})") from None
-    except OSError as e:
-        raise Lenet5Error(f"{path}: cannot read: {e.strerror or e}") from None
-    try:
-        _check_duplicates(yaml.compose(text, Loader=yaml.SafeLoader), path)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise _yaml_error(e, text, path) from None
-    return params_from_dict(data, source=str(path))
+    """Read (as DVC reads it, within limits: ``yamlfile.py``), check and return the file at ``path``."""
+    return params_from_dict(read_yaml(path), source=str(path))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..store.atomic import write_json
+from ..store.atomic import check_replaceable, remove_stale_temps_in, write_json
 
 # The default paths of the pipeline, as dvc.yaml passes them to the stage scripts.
 DEFAULTS = {
@@ -31,11 +31,18 @@ DEFAULTS = {
 }
 
 
+def _clean(*folders):
+    """Remove the temp files a killed run left in each output folder (``store/atomic.py``)."""
+    for folder in folders:
+        remove_stale_temps_in(folder)
+
+
 def fetch(params, out, progress=True):
     """Download and verify the four MNIST files into ``out`` ($MNIST_MIRROR tried first)."""
     from ..data.fetch import fetch_mnist
 
     f = params.fetch
+    _clean(out)
     return fetch_mnist(out, list(f.mirrors), f.timeout, f.retries,
                        local_mirror=os.environ.get("MNIST_MIRROR") or None, progress=progress)
 
@@ -44,6 +51,7 @@ def preprocess(params, raw, out):
     """IDX files in ``raw`` -> normalized ``.npy`` arrays in ``out``; returns the counts."""
     from ..data.preprocess import prepare
 
+    _clean(out)
     return prepare(raw, out, params.preprocess.train_limit, params.preprocess.test_limit)
 
 
@@ -62,6 +70,7 @@ def train(params, data, checkpoint, model, metrics, log, timing, progress=True):
     from ..training.loop import fit
 
     tune_allocator()
+    _clean(*{Path(p).parent for p in (model, metrics, log)})
     tx, ty, vx, vy = read_prepared(data)
     t0 = time.perf_counter()
     with threadpool_limits(limits=1, user_api="blas"):  # parallel over batch chunks instead (parallel/)
@@ -100,8 +109,14 @@ def evaluate(params, data, model, log, metrics, confusion, plots):
     from ..store.prepared import read_prepared
     from ..store.trainlog import read_log_csv
 
+    # every input is read and checked before the first output is touched
     net = LeNet5.load(model)
     tx, ty, vx, vy = read_prepared(data)
+    rows = read_log_csv(log) if Path(log).exists() else None
+    plots = Path(plots)
+    for out in (metrics, confusion, *(plots / n for n in ("confusion.png", "errors.png", "learning_curves.png"))):
+        check_replaceable(out)
+    _clean(Path(metrics).parent, Path(confusion).parent, plots)
     bs = params.evaluate.batch_size
     y_test = net.forward(vx, batch_size=bs)
     loss = float(y_test[np.arange(len(vy)), vy].astype(np.float64).mean()) if len(vy) else None
@@ -116,12 +131,11 @@ def evaluate(params, data, model, log, metrics, confusion, plots):
     write_json(metrics, result)
     pred = y_test.argmin(axis=1)
     write_confusion_csv(confusion, pred, vy)
-    plots = Path(plots)
     plot_confusion(confusion_matrix(pred, vy), plots / "confusion.png")
     worst = most_confident_mistakes(y_test, vy, params.evaluate.gallery)
     plot_misclassified(vx[worst], vy[worst], pred[worst], plots / "errors.png")
-    if Path(log).exists():
-        plot_learning_curves(read_log_csv(log), plots / "learning_curves.png")
+    if rows is not None:
+        plot_learning_curves(rows, plots / "learning_curves.png")
     return result
 
 

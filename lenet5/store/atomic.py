@@ -2,12 +2,18 @@
 
 A crash or a full disk at any moment leaves either the old file or the new one, never half of one;
 the temp file is removed on failure. OS errors become a one-line ``Lenet5Error`` naming the path.
+Only a regular file (or a symbolic link, which is replaced, not followed) or a missing path is
+replaced: a FIFO, a device or a folder given as an output is refused before anything is written.
+Temp files are named ``.<name>.<8 characters>.tmp``; ``remove_stale_temps_in`` deletes those a
+killed run left, and every step that writes into a folder calls it first.
 """
 
 import contextlib
 import functools
 import json
 import os
+import re
+import stat
 import tempfile
 from pathlib import Path
 
@@ -25,10 +31,36 @@ def _umask():
     return mask
 
 
+_TEMP = re.compile(r"\..+\.[A-Za-z0-9_]{8}\.tmp")  # what mkstemp(prefix=".<name>.", suffix=".tmp") makes
+
+
+def remove_stale_temps_in(folder) -> None:
+    """Delete the temp files (``.<name>.XXXXXXXX.tmp``) that a killed run left in ``folder``."""
+    folder = Path(folder)
+    if folder.is_dir():
+        for tmp in folder.iterdir():
+            if _TEMP.fullmatch(tmp.name) and tmp.is_file() and not tmp.is_symlink():
+                tmp.unlink(missing_ok=True)
+
+
+def check_replaceable(path) -> None:
+    """Refuse to replace anything but a regular file, a symbolic link or a missing path."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise Lenet5Error(f"cannot write {path}: {e.strerror or e}") from e
+    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+        kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a device, FIFO or socket)"
+        raise Lenet5Error(f"cannot write {path}: it is {kind}; expected a regular file or a new path")
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temp path beside ``path``; on success it replaces ``path`` in one step."""
     path = Path(path)
+    check_replaceable(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -8,27 +8,41 @@ plots it.
 
 import csv
 import io
-from pathlib import Path
 
 from ..errors import Lenet5Error
 from .atomic import write_text
 
 LOG_FIELDS = ("epoch", "train_loss", "train_error", "test_error", "lr")
+MAX_BYTES = 1 << 20  # 1000 epochs take about 100 kB
 
 
 def read_log_csv(path) -> list[dict]:
     """Rows of a training log as dicts: ``epoch`` int, the other five fields float.
 
-    A missing or malformed file raises ``Lenet5Error`` naming the file and the line.
+    A missing, malformed or oversized (more than ``MAX_BYTES``, read no further) file raises
+    ``Lenet5Error`` naming the file and the line.
     """
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, "rb") as f:
+            data = f.read(MAX_BYTES + 1)
+        if len(data) > MAX_BYTES:
+            raise Lenet5Error(f"{path}: larger than {MAX_BYTES} bytes; expected a training log of at most "
+                              f"a few thousand lines")
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise Lenet5Error(f"cannot read training log {path}: {getattr(e, 'strerror', None) or e}") from e
     reader = csv.reader(io.StringIO(text))
+    try:
+        return _rows(reader, path)
+    except csv.Error as e:  # e.g. a field longer than csv's limit
+        raise Lenet5Error(f"{path}: line {reader.line_num}: not a CSV training log ({e})") from None
+
+
+def _rows(reader, path) -> list[dict]:
+    """The rows of a training log from its ``csv.reader``, checked."""
     header = next(reader, None)
     if header is None or tuple(h.strip() for h in header) != LOG_FIELDS:
-        raise Lenet5Error(f"{path}: line 1: expected the header {','.join(LOG_FIELDS)}, got {header}")
+        raise Lenet5Error(f"{path}: line 1: expected the header {','.join(LOG_FIELDS)}, got {str(header)[:100]}")
     rows = []
     for cells in reader:
         line = reader.line_num
@@ -40,7 +54,7 @@ def read_log_csv(path) -> list[dict]:
             row = {"epoch": int(cells[0])}
             row.update({k: float(v) for k, v in zip(LOG_FIELDS[1:], cells[1:])})
         except ValueError as e:
-            raise Lenet5Error(f"{path}: line {line}: expected numbers, got {','.join(cells)}") from e
+            raise Lenet5Error(f"{path}: line {line}: expected numbers, got {','.join(cells)[:100]}") from e
         rows.append(row)
     return rows
 

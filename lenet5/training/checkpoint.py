@@ -2,8 +2,9 @@
 
 A checkpoint is a LeNet-5 ``.npz`` (``store/npz.py``) whose extra arrays hold the epoch, the run's
 fingerprint (``fingerprint.py``), the random generator's state, the log so far and, with momentum,
-the velocity buffers. ``resume`` returns that state only when the file is complete and was made by
-a run with the same fingerprint; every refusal is one line, and nothing from a refused file is used.
+the velocity buffers. ``resume`` returns that state only when the file is complete, its arrays match
+their digest (``store/npz.py``), C3 keeps to Table I, and it was made by a run with the same
+fingerprint; every refusal is one line, and nothing from a refused file is used.
 """
 
 import json
@@ -12,9 +13,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import Lenet5Error
-from ..nn.architecture import DTYPES, PARAM_SHAPES
+from ..nn.architecture import DTYPES, PARAM_SHAPES, outside_table_i
+from ..store.atomic import remove_stale_temps_in
 from ..store.npz import load_arrays
 from ..store.trainlog import LOG_FIELDS
+
+MAX_RNG_JSON = 4096
 
 
 def resume(path, fingerprint, train, echo):
@@ -37,6 +41,9 @@ def resume(path, fingerprint, train, echo):
     if not needed <= set(extra):
         echo(f"ignoring checkpoint {path}: it lacks training state {sorted(needed - set(extra))}; starting fresh")
         return None
+    if outside_table_i(params["C3.weight"]):
+        echo(f"ignoring checkpoint {path}: C3.weight has connections outside Table I; starting fresh")
+        return None
     if str(extra["fingerprint"]) != fingerprint:
         echo(f"ignoring checkpoint {path}: made with other parameters, data or code; starting fresh")
         return None
@@ -45,8 +52,9 @@ def resume(path, fingerprint, train, echo):
         return None
     try:
         return (params, *_training_state(extra, params, train.momentum))
-    except (ValueError, TypeError, KeyError) as e:
-        echo(f"ignoring checkpoint {path}: damaged training state ({e}); starting fresh")
+    except (ValueError, TypeError, KeyError, RecursionError) as e:
+        echo(f"ignoring checkpoint {path}: damaged training state ({str(e)[:200] or type(e).__name__}); "
+             f"starting fresh")
         return None
 
 
@@ -59,7 +67,10 @@ def _training_state(extra, params, momentum):
     rows = [dict(zip(LOG_FIELDS, (int(r[0]), *map(float, r[1:])))) for r in log]
     if [r["epoch"] for r in rows] != list(range(1, done + 1)):
         raise ValueError("log epochs are not 1..epoch")
-    rng_state = json.loads(str(extra["rng_state"]))
+    text = str(extra["rng_state"])
+    if len(text) > MAX_RNG_JSON:  # a PCG64 state is about 200 characters
+        raise ValueError(f"rng_state of {len(text)} characters")
+    rng_state = json.loads(text)
     np.random.default_rng().bit_generator.state = rng_state  # raises on a malformed state
     velocity = None
     if momentum:
@@ -81,9 +92,5 @@ def save_checkpoint(path, net, velocity, rng, rows, fingerprint):
 
 
 def remove_stale_temps(path):
-    """Delete temp files a killed run left beside the checkpoint (``store/atomic.py`` names them
-    ``.<name>.*.tmp``)."""
-    path = Path(path)
-    if path.parent.is_dir():
-        for tmp in path.parent.glob(f".{path.name}.*.tmp"):
-            tmp.unlink(missing_ok=True)
+    """Delete temp files a killed run left beside the checkpoint (``store/atomic.py``)."""
+    remove_stale_temps_in(Path(path).parent)

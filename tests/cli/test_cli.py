@@ -19,6 +19,7 @@ from lenet5.errors import Lenet5Error
 from conftest import write_idx
 from lenet5.data.preprocess import normalize
 from lenet5.model import LeNet5
+from lenet5.store.prepared import write_prepared
 
 COMMANDS = ("fetch", "preprocess", "train", "evaluate", "predict", "bench")
 
@@ -94,6 +95,7 @@ def test_debug_lets_the_exception_propagate(tmp_path):
     (["bogus"], ["No such command 'bogus'", "`lenet5 --help`"]),
     (["predict", "--debug", "x.png"], ["No such option: --debug", "`lenet5 predict --help`"]),
     (["bench", "--repeat", "0"], ["--repeat", "`lenet5 bench --help`"]),
+    (["bench", "--images", "1000000000000"], ["--images", "100000", "`lenet5 bench --help`"]),
 ])
 def test_command_line_mistakes_are_one_error_line(argv, fragments, capsys):
     with pytest.raises(SystemExit) as e:
@@ -173,11 +175,11 @@ def prepared(tmp_path):
     """A folder of prepared arrays (64 train, 32 test, random) and a params.yaml of 1 epoch, batch 16."""
     rng = np.random.default_rng(1)
     data = tmp_path / "prepared"
-    data.mkdir()
+    splits = {}
     for split, n in (("train", 64), ("test", 32)):
-        x = rng.uniform(-0.1, 1.175, size=(n, 1, 32, 32)).astype(np.float32)
-        np.save(data / f"{split}_images.npy", x, allow_pickle=False)
-        np.save(data / f"{split}_labels.npy", rng.integers(0, 10, size=n).astype(np.uint8), allow_pickle=False)
+        x = rng.uniform(-0.1, 1.175, size=(n, 1, 32, 32)).astype(np.float32)  # (N, 1, 32, 32)
+        splits[split] = (x, rng.integers(0, 10, size=n).astype(np.uint8))
+    write_prepared(data, splits)
     params = tmp_path / "params.yaml"
     params.write_text((ROOT / "params.yaml").read_text(encoding="utf-8"), encoding="utf-8")
     set_params(params, {"train.epochs": 1, "train.batch_size": 16, "train.hessian_samples": 32,

@@ -230,3 +230,29 @@ def test_real_mnist_digit_round_trip(tmp_path):
                            for dy in (-1, 0, 1) for dx in (-1, 0, 1)))
         mad.append(np.abs(x - want).mean())
     assert np.mean(plain) > 0.95 and min(shifted) > 0.9 and np.mean(mad) < 0.03
+
+
+def test_an_endless_device_is_read_bounded_and_refused():
+    from lenet5.data.image import MAX_STREAM_BYTES
+
+    with pytest.raises(Lenet5Error, match=f"^cannot read image /dev/zero: more than {MAX_STREAM_BYTES} bytes$"):
+        load_digit("/dev/zero")
+
+
+def test_a_pipe_is_read_although_it_reports_size_zero(tmp_path):
+    import os
+    import threading
+
+    im = Image.new("L", (80, 100), 255)  # a thick black 7 on white paper
+    ImageDraw.Draw(im).line([(20, 15), (62, 15), (34, 90)], fill=0, width=9)
+    png = tmp_path / "7.png"
+    im.save(png)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_bytes(png.read_bytes()))
+    writer.start()
+    try:
+        x = load_digit(fifo)
+    finally:
+        writer.join(timeout=10)
+    assert np.array_equal(x, load_digit(png))

@@ -10,7 +10,7 @@ from lenet5.errors import Lenet5Error
 from conftest import write_idx
 from lenet5.data.preprocess import normalize, prepare
 
-OUTPUTS = ["test_images.npy", "test_labels.npy", "train_images.npy", "train_labels.npy"]
+OUTPUTS = ["manifest.json", "test_images.npy", "test_labels.npy", "train_images.npy", "train_labels.npy"]
 
 
 def _digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

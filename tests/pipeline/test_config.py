@@ -142,26 +142,35 @@ def test_wrong_type(tmp_path, old, new, message):
         ("lr_scale", 0, "lr_scale must be > 0, got 0"),
         ("lr_scale", float("inf"), "lr_scale must be a finite number, got inf"),
         ("lr_scale", float("nan"), "lr_scale must be a finite number, got nan"),
-        ("fetch.timeout", -1.0, "fetch.timeout must be > 0, got -1.0"),
-        ("fetch.retries", -1, "fetch.retries must be >= 0, got -1"),
-        ("preprocess.train_limit", -5, "preprocess.train_limit must be >= 0, got -5"),
+        ("fetch.timeout", -1.0, "fetch.timeout must be in (0, 3600], got -1.0"),
+        ("fetch.retries", -1, "fetch.retries must be in [0, 100], got -1"),
+        ("preprocess.train_limit", -5, "preprocess.train_limit must be in [0, 10000000], got -5"),
         ("train.epochs", 0, "train.epochs must be in [1, 1000], got 0"),
         ("train.epochs", 1001, "train.epochs must be in [1, 1000], got 1001"),
-        ("train.j", -0.1, "train.j must be >= 0, got -0.1"),
-        ("train.mu", 0.0, "train.mu must be > 0, got 0.0"),
+        ("train.j", -0.1, "train.j must be in [0, 1000], got -0.1"),
+        ("train.mu", 0.0, "train.mu must be in (0, 1000], got 0.0"),
         ("train.start_factor", 0.0, "train.start_factor must be in (0, 1], got 0.0"),
         ("train.start_factor", 1.5, "train.start_factor must be in (0, 1], got 1.5"),
         ("train.start_epochs", -1, "train.start_epochs must be in [0, 1000], got -1"),
-        ("train.hessian_samples", 0, "train.hessian_samples must be >= 1, got 0"),
+        ("train.hessian_samples", 0, "train.hessian_samples must be in [1, 100000], got 0"),
         ("train.momentum", 1.0, "train.momentum must be in [0, 1), got 1.0"),
-        ("train.seed", -1, "train.seed must be >= 0, got -1"),
+        ("train.seed", -1, "train.seed must be in [0, 4294967295], got -1"),
         ("distort.translate", 8.5, "distort.translate must be in [0, 8], got 8.5"),
         ("distort.scale", 0.5, "distort.scale must be in [0, 0.5), got 0.5"),
         ("distort.squeeze", -0.1, "distort.squeeze must be in [0, 0.5), got -0.1"),
         ("distort.shear", 1, "distort.shear must be in [0, 1), got 1"),
         ("distort.originals", 1.5, "distort.originals must be in [0, 1], got 1.5"),
         ("distort.originals", -0.1, "distort.originals must be in [0, 1], got -0.1"),
-        ("evaluate.batch_size", 0, "evaluate.batch_size must be >= 1, got 0"),
+        ("evaluate.batch_size", 0, "evaluate.batch_size must be in [1, 100000], got 0"),
+        ("fetch.timeout", 1.0e10, "fetch.timeout must be in (0, 3600], got 10000000000.0"),
+        ("fetch.retries", 10**9, "fetch.retries must be in [0, 100], got 1000000000"),
+        ("preprocess.test_limit", 10**7 + 1, "preprocess.test_limit must be in [0, 10000000], got 10000001"),
+        ("train.batch_size", 100_001, "train.batch_size must be in [1, 100000], got 100001"),
+        ("train.hessian_samples", 100_001, "train.hessian_samples must be in [1, 100000], got 100001"),
+        ("train.seed", 2**32, "train.seed must be in [0, 4294967295], got 4294967296"),
+        ("train.j", 1000.5, "train.j must be in [0, 1000], got 1000.5"),
+        ("train.mu", 1e300, "train.mu must be in (0, 1000], got 1e+300"),
+        ("evaluate.batch_size", 100_001, "evaluate.batch_size must be in [1, 100000], got 100001"),
         ("evaluate.gallery", 401, "evaluate.gallery must be in [0, 400], got 401"),
         ("fetch.mirrors", [], "fetch.mirrors must be a non-empty list of URLs or folders, got []"),
         ("fetch.mirrors", [""], "fetch.mirrors[0] must be"),
@@ -202,8 +211,10 @@ def test_ints_are_accepted_as_floats(tmp_path):
 def test_bools_are_not_numbers_and_numbers_not_bools(tmp_path):
     msg = error_of(edited(tmp_path, LRS_LINE, "lr_scale: true"))
     assert msg.endswith("lr_scale must be a number, got true")
-    msg = error_of(edited(tmp_path, "  batch_size: 32", "  batch_size: yes"))
+    msg = error_of(edited(tmp_path, "  batch_size: 32", "  batch_size: True"))
     assert msg.endswith("train.batch_size must be an integer, got true")
+    msg = error_of(edited(tmp_path, "  batch_size: 32", "  batch_size: yes"))  # YAML 1.2: a string
+    assert msg.endswith("train.batch_size must be an integer, got 'yes'")
     msg = error_of(edited(tmp_path, "enabled: true", "enabled: 1"))
     assert msg.endswith("distort.enabled must be true or false, got 1")
     assert load_params(edited(tmp_path, "enabled: true", "enabled: false")).distort.enabled is False

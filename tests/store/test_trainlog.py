@@ -52,3 +52,18 @@ def test_log_csv_missing_file_and_bad_row(tmp_path):
     with pytest.raises(Lenet5Error, match="missing lr"):
         write_log_csv(tmp_path / "log.csv", [{k: 1 for k in ("epoch", "train_loss", "train_error", "test_error")}])
     assert not (tmp_path / "log.csv").exists()
+
+
+@pytest.mark.parametrize("content, words", [
+    (b"epoch," + b"9" * 200_000 + b"\n", "line 1"),  # longer than csv's field limit
+    (b"epoch,train_loss,train_error,test_error,lr\n" + b"1," * 600_000, "larger than"),
+    (None, "larger than"),  # /dev/zero: endless
+])
+def test_huge_or_endless_logs_are_refused_in_one_line(tmp_path, content, words):
+    path = "/dev/zero" if content is None else tmp_path / "train_log.csv"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(Lenet5Error) as info:
+        read_log_csv(path)
+    msg = str(info.value)
+    assert words in msg and str(path) in msg and "\n" not in msg and len(msg) < 300

@@ -20,6 +20,7 @@ from lenet5.errors import Lenet5Error
 from lenet5.model import LeNet5
 from lenet5.nn.architecture import PARAM_SHAPES
 from lenet5.training.loop import TrainingDiverged, fit
+from lenet5.store.npz import DIGEST_KEY, digest
 from lenet5.store.trainlog import LOG_FIELDS as LOG_KEYS
 from conftest import committed_params
 
@@ -213,8 +214,46 @@ def _rewritten(blob, key, value=None):
         del arrays[key]
     else:
         arrays[key] = value
+    arrays[DIGEST_KEY] = np.array(digest({k: v for k, v in arrays.items() if k != DIGEST_KEY}))  # resealed
     buf = io.BytesIO()
     np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def _edited(blob, key, change, seal=False):
+    """Checkpoint bytes with ``change`` applied to the array ``key`` (None: the digest dropped),
+    resealed only when ``seal``."""
+    arrays = arrays_of(blob)
+    if key is None:
+        del arrays[DIGEST_KEY]
+    else:
+        arrays[key] = change(arrays[key].copy())
+    if seal:
+        arrays[DIGEST_KEY] = np.array(digest({k: v for k, v in arrays.items() if k != DIGEST_KEY}))
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def _outside_table_i(w):
+    w[0, 5] = 0.1  # C3 map 0 reads S2 maps {0, 1, 2} only
+    return w
+
+
+def _with_member(blob, name, data, compress=zipfile.ZIP_STORED):
+    """Checkpoint bytes with the raw zip member ``name`` added (or replacing one of that name)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(blob)) as src, zipfile.ZipFile(buf, "w") as z:
+        for info in src.infolist():
+            if info.filename != name:
+                z.writestr(info, src.read(info))
+        z.writestr(name, data, compress_type=compress)
+    return buf.getvalue()
+
+
+def _npy_header(shape, descr="<f4"):
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": descr, "fortran_order": False, "shape": shape})
     return buf.getvalue()
 
 
@@ -248,6 +287,17 @@ BAD = {  # name: (variant, (its epoch-1 checkpoint, tmp_path) -> bytes, words th
     "bad-rng-state": ("plain", lambda s, t: _rewritten(s, "state/rng_state", np.array('{"x": 1}')), "damaged"),
     "short-log": ("plain", lambda s, t: _rewritten(s, "state/log", np.zeros((0, 6))), "damaged"),
     "no-velocity": ("momentum", lambda s, t: _rewritten(s, "state/velocity/F6.bias"), "lacks training state"),
+    "edited": ("plain", lambda s, t: _edited(s, "F6.weight", lambda w: w * 0.5), "digest missing or wrong"),
+    "no-digest": ("plain", lambda s, t: _edited(s, None, None), "digest missing or wrong"),
+    "outside-table-i": ("plain", lambda s, t: _edited(s, "C3.weight", _outside_table_i, seal=True), "outside Table I"),
+    "header-lies": ("plain", lambda s, t: _with_member(
+        s, "C1.weight.npy", _npy_header((10**11, 1, 32, 32)) + bytes(64)), "declares"),
+    "extra-member": ("plain", lambda s, t: _with_member(s, "state/huge.npy", _npy_header((10**10,))),
+                     "unexpected member 'state/huge.npy'"),
+    "compressed": ("plain", lambda s, t: _with_member(s, "state/log.npy", bytes(50_000_000), zipfile.ZIP_DEFLATED),
+                   "compressed"),
+    "deep-rng-json": ("plain", lambda s, t: _edited(s, "state/rng_state", lambda _: np.array("[" * 100_000),
+                                                    seal=True), "damaged"),
     "bad-velocity": ("momentum", lambda s, t: _rewritten(s, "state/velocity/F6.bias", np.zeros(3, np.float32)),
                      "damaged"),
 }
