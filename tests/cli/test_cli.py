@@ -150,8 +150,12 @@ def test_train_then_evaluate_on_synthetic_data(prepared):
     ev = json.loads(files["eval"].read_text())
     assert 0 <= ev["accuracy"] <= 1 and ev["n"] == 32
     assert ev["errors"] == round(32 * (1 - ev["accuracy"]))
+    keys = list(ev)
+    assert keys[-3:] == ["reject_for_0.5%_error", "reject_for_0.1%_error", "reject_threshold"]  # appended last
+    assert keys.index("train_error_rate") < keys.index("reject_for_0.5%_error")
+    assert 0 <= ev["reject_for_0.5%_error"] <= ev["reject_for_0.1%_error"] <= 1 and ev["reject_threshold"] >= 0
     assert len(files["confusion"].read_text().splitlines()) == 1 + 32
-    for name in ("confusion.png", "errors.png", "learning_curves.png"):
+    for name in ("confusion.png", "errors.png", "learning_curves.png", "rejection.png"):
         assert (files["plots"] / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from lenet5.errors import Lenet5Error
+from lenet5.evaluation.plots import plot_rejection
 from lenet5.evaluation.rejection import (MAX_JSON_BYTES, read_threshold, reject_for_error, rejection_curve,
                                          rejection_figures)
 
@@ -93,3 +94,13 @@ def test_read_threshold(tmp_path):
         read_threshold(path)
     with pytest.raises(Lenet5Error, match="no such file"):
         read_threshold(tmp_path / "none.json")
+
+
+def test_plot_rejection(tmp_path):
+    c = rejection_curve(Y, LABELS)
+    path = tmp_path / "rejection.png"
+    plot_rejection(c, rejection_figures(c), path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["rejection.png"]  # no temp file left
+    with pytest.raises(Lenet5Error, match="curve"):
+        plot_rejection({"rejected": np.zeros(1), "error": np.zeros(1)}, {}, tmp_path / "bad.png")
