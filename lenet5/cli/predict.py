@@ -106,12 +106,19 @@ def text(a):
     return line + (f"  true {a['label']}" if "label" in a else "")
 
 
-def predict(images: Annotated[Optional[list[Path]], typer.Argument(help="PNG/JPEG files (one digit each) or folders of them.")] = None,
+Images = Annotated[Optional[list[Path]], typer.Argument(help="PNG/JPEG files (one digit each) or folders of them.")]
+Reject = Annotated[Optional[float], typer.Option(help="Answer 'unsure' when the confidence is below this (0: never).",
+                                                 min=0)]
+ThresholdFrom = Annotated[Optional[Path], typer.Option(
+    help="An eval.json holding reject_threshold (default: metrics/eval.json if it exists, else 10).")]
+
+
+def predict(images: Images = None,
             model: Annotated[Path, typer.Option(help="Trained weights (.npz).")] = DEFAULTS["model"],
             idx: Annotated[Optional[Path], typer.Option(help="An IDX image file (e.g. data/raw/t10k-images-idx3-ubyte).")] = None,
             index: Annotated[int, typer.Option(help="Which image of --idx.", min=0)] = 0,
-            reject: Annotated[Optional[float], typer.Option(help="Answer 'unsure' when the confidence is below this (0: never).", min=0)] = None,
-            threshold_from: Annotated[Optional[Path], typer.Option(help="eval.json holding reject_threshold [default: metrics/eval.json if it exists, else 10].")] = None,
+            reject: Reject = None,
+            threshold_from: ThresholdFrom = None,
             as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per input.")] = False):
     """Recognize digits in image files, folders or an IDX file: one line per input, exit 1 if any failed."""
     from ..model import LeNet5
