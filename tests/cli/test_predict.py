@@ -220,3 +220,12 @@ def test_a_folder_of_mixed_inputs_gets_one_line_each(tmp_path, trained):
     assert len(out) == 3 and len(err) == 2, result.output
     assert err[0].startswith("error: ") and "d_blank.png" in err[0] and "no digit found" in err[0]
     assert err[1].startswith("error: ") and "e_broken.png" in err[1]
+
+
+@needs_mnist
+def test_classifying_a_file_from_python(tmp_path, trained):
+    from lenet5 import LeNet5, read_digit
+
+    png = draw(tmp_path / "7.png", SEVEN)
+    digits = LeNet5.load(trained).predict(read_digit(png)[None])  # (1, 32, 32) -> (1, 1, 32, 32)
+    assert digits.tolist() == [7]
