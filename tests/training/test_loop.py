@@ -317,18 +317,3 @@ def test_a_checkpoint_made_by_other_training_code_is_not_resumed(tmp_path, monke
     _, rows, messages = train(params, path)
     assert any("made with other parameters, data or code" in m for m in messages), messages
     assert [r["epoch"] for r in rows] == [1]
-
-
-def test_the_epoch_line_names_the_learning_rate_and_the_time_left(tmp_path):
-    _, rows, messages = train(make_params({"train.epochs": 2}), tmp_path / "last.npz")
-    lines = [m for m in messages if m.startswith("epoch ")]
-    assert len(lines) == 2 and " eta " not in lines[0]
-    assert f"  lr {rows[0]['lr']:.2e}  " in lines[0]
-    assert lines[0].endswith(" left") and "~" in lines[0]  # one epoch to go
-    assert not lines[1].endswith(" left")  # the last epoch: nothing left
-
-
-@pytest.mark.parametrize("seconds, text", [(0.4, "0 s"), (59.4, "59 s"), (61, "1 min"), (3569, "59 min"), (3599, "1 h 00 min"),
-                                           (3600, "1 h 00 min"), (7500, "2 h 05 min")])
-def test_durations_read_as_a_person_would(seconds, text):
-    assert train_module._duration(seconds) == text
