@@ -117,7 +117,8 @@ def fit(train_x, train_y, test_x, test_y, lr_scale, train, distort, checkpoint_p
                "test_error": test_error, "lr": eta, "seconds": time.perf_counter() - t0}
         rows.append(row)
         save_checkpoint(checkpoint_path, net, velocity, rng, rows, fingerprint)
-        left = (train.epochs - epoch) * sum(r["seconds"] for r in rows) / len(rows)  # at the mean epoch time
+        timed = [r["seconds"] for r in rows if "seconds" in r]  # epochs timed by this process, this one included
+        left = (train.epochs - epoch) * sum(timed) / len(timed)  # at their mean time
         echo(f"epoch {epoch:2d}/{train.epochs}  lr {eta:.2e}  loss {row['train_loss']:.4f}  "
              f"train error {100 * row['train_error']:.2f}%  test error {100 * test_error:.2f}%  "
              f"{row['seconds']:.1f} s ({n / row['seconds']:.0f} img/s)"
