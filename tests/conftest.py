@@ -97,6 +97,50 @@ def numeric_grad(f, arr, eps=1e-6):
     return g
 
 
+# ---------------------------------------------------------------- project folders for the stage scripts
+# params for a train stage of about a second on tiny random data
+SMALL = {"lr_scale": 1.0, "train.epochs": 4, "train.batch_size": 16, "train.hessian_samples": 32,
+         "evaluate.batch_size": 64, "evaluate.gallery": 8}
+
+
+
+def params_text(changes=None):
+    """The committed params.yaml with SMALL and ``changes`` (dotted key -> value) applied, as YAML."""
+    return yaml.safe_dump(committed_params({**SMALL, **(changes or {})}), sort_keys=False)
+
+
+def make_project(folder, changes=None, n_train=96, n_test=32, seed=0):
+    """A project folder: params.yaml and data/prepared/*.npy of random images; returns the folder."""
+    folder = Path(folder)
+    prepared = folder / "data" / "prepared"
+    prepared.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", n_train), ("test", n_test)):
+        images = rng.uniform(-0.1, 1.175, size=(n, 1, 32, 32)).astype(np.float32)  # (N, 1, 32, 32)
+        np.save(prepared / f"{split}_images.npy", images)
+        np.save(prepared / f"{split}_labels.npy", rng.integers(0, 10, size=n).astype(np.uint8))  # (N,)
+    (folder / "params.yaml").write_text(params_text(changes), encoding="utf-8")
+    return folder
+
+
+def stage_cmd(name):
+    """The command DVC runs for stage ``name`` (dvc.yaml: ``python stages/<name>.py``)."""
+    return [sys.executable, str(ROOT / "stages" / f"{name}.py")]
+
+
+def stage_env():
+    """This environment with the repository importable and tracebacks off."""
+    env = {k: v for k, v in os.environ.items() if k != "LENET5_DEBUG"}
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+def run(name, folder, timeout=120, env=None):
+    """Run stage ``name`` in ``folder`` to completion; returns the CompletedProcess (text)."""
+    return subprocess.run(stage_cmd(name), cwd=folder, env={**stage_env(), **(env or {})}, capture_output=True,
+                          text=True, timeout=timeout)
+
+
 def _venv_bin() -> Path:
     """The folder of the running interpreter's scripts (``dvc``, ``lenet5``, ``python``)."""
     local = ROOT / ".venv" / "bin"

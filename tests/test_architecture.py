@@ -14,7 +14,7 @@ from conftest import ROOT
 PACKAGE = ROOT / "lenet5"
 # lowest first; a name is a subpackage or a top-level module of lenet5
 LAYERS = [
-    {"errors"},
+    {"errors", "cpu"},
     {"store"},
     {"nn", "parallel", "data"},
     {"model"},

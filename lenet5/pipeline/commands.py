@@ -64,9 +64,10 @@ def train(params: ParamsOpt = Path("params.yaml"),
           model: Annotated[Path, typer.Option(help="Final weights (.npz).")] = D["model"],
           metrics: Annotated[Path, typer.Option(help="Training metrics (JSON).")] = D["train_metrics"],
           log: Annotated[Path, typer.Option(help="Per-epoch log (CSV).")] = D["train_log"],
+          timing: Annotated[Path, typer.Option(help="Timings, memory and machine of this run (JSON).")] = D["train_timing"],
           progress: Annotated[bool, typer.Option(help="Show a progress bar per epoch.")] = True):
     """Train with SDLM; resumes from the checkpoint when it was made with the same params and data."""
-    echo(steps.summary(steps.train(load_params(params), data, checkpoint, model, metrics, log, progress)))
+    echo(steps.summary(steps.train(load_params(params), data, checkpoint, model, metrics, log, timing, progress)))
 
 
 def evaluate(params: ParamsOpt = Path("params.yaml"),

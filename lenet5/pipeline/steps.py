@@ -24,6 +24,7 @@ DEFAULTS = {
     "model": Path("models/lenet5.npz"),
     "train_metrics": Path("metrics/train.json"),
     "train_log": Path("metrics/train_log.csv"),
+    "train_timing": Path("logs/train_timing.json"),
     "eval_metrics": Path("metrics/eval.json"),
     "confusion": Path("metrics/confusion.csv"),
     "plots": Path("plots"),
@@ -46,10 +47,15 @@ def preprocess(params, raw, out):
     return prepare(raw, out, params.preprocess.train_limit, params.preprocess.test_limit)
 
 
-def train(params, data, checkpoint, model, metrics, log, progress=True):
-    """Train (resuming from the checkpoint when it matches), then write the model, log and metrics."""
+def train(params, data, checkpoint, model, metrics, log, timing, progress=True):
+    """Train (resuming from the checkpoint when it matches), then write the model, log and metrics.
+
+    ``metrics`` holds only what the run computes (the same bytes on every machine that reproduces it,
+    see ``lenet5/cpu.py``); how long it took, its memory and the machine go to ``timing``.
+    """
     from threadpoolctl import threadpool_limits
 
+    from ..cpu import machine, provenance
     from ..parallel.allocator import tune_allocator
     from ..store.prepared import read_prepared
     from ..store.trainlog import write_log_csv
@@ -63,21 +69,26 @@ def train(params, data, checkpoint, model, metrics, log, progress=True):
                         progress=progress, on_epoch=lambda rows: write_log_csv(log, rows))
     write_log_csv(log, rows)
     net.save(model)
-    seconds = sum(r["seconds"] for r in rows)
     last = rows[-1]
     result = {
-        "epochs": len(rows),
         "train_loss": round(last["train_loss"], 6),
         "train_error_on_the_fly": round(last["train_error"], 6),
-        "test_error": round(last["test_error"], 6),
-        "training_seconds": round(seconds, 1),
-        "images_per_second": round(len(tx) * len(rows) / seconds, 1),
+        "epochs": len(rows),
         "parameters": net.num_params(),
+        "provenance": provenance(),
+    }
+    timed = [r for r in rows if "seconds" in r]  # the epochs trained by this process
+    seconds = sum(r["seconds"] for r in timed)
+    write_json(timing, {
+        "epoch_seconds": {str(r["epoch"]): round(r["seconds"], 2) for r in timed},
+        "training_seconds": round(seconds, 1),
+        "images_per_second": round(len(tx) * len(timed) / seconds, 1) if seconds else None,
         "this_run_seconds": round(time.perf_counter() - t0, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-    }
+        "machine": machine(),
+    })
     write_json(metrics, result)
-    return result
+    return {**result, "training_seconds": round(seconds, 1)}
 
 
 def evaluate(params, data, model, log, metrics, confusion, plots):
@@ -95,11 +106,14 @@ def evaluate(params, data, model, log, metrics, confusion, plots):
     bs = params.evaluate.batch_size
     y_test = net.forward(vx, batch_size=bs)
     loss = float(y_test[np.arange(len(vy)), vy].astype(np.float64).mean()) if len(vy) else None
-    result = classification_metrics(y_test, vy, loss)
-    del result["confusion"]  # 100 numbers: kept as plot data (confusion.csv) and a picture instead
+    m = classification_metrics(y_test, vy, loss)
     train_errors = int((net.predict(tx, bs) != ty).sum())
-    result["train_errors"] = train_errors
-    result["train_error_rate"] = round(train_errors / len(ty), 6)
+    # the test error first: it leads `dvc exp show` and `dvc metrics diff`; the confusion matrix is
+    # kept as plot data (confusion.csv) and a picture instead
+    result = {"error_rate": m["error_rate"], "errors": m["errors"], "n": m["n"],
+              "train_error_rate": round(train_errors / len(ty), 6), "train_errors": train_errors,
+              "accuracy": m["accuracy"]}
+    result.update({k: m[k] for k in ("mean_loss", "per_class_accuracy") if k in m})
     curve = rejection_curve(y_test, vy)
     figures = rejection_figures(curve)
     result.update(figures)  # appended after the keys above, so their order stays

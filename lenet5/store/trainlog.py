@@ -1,7 +1,8 @@
 """The per-epoch training log (``metrics/train_log.csv``): one row per epoch, written atomically.
 
-Columns: epoch, train_loss, train_error (on the fly, as a fraction), test_error (fraction), lr
-(the global eta of that epoch, lr_scale included) and seconds. Training writes it, evaluation
+Columns: epoch, train_loss, train_error (on the fly, as a fraction), test_error (fraction) and lr
+(the global eta of that epoch, lr_scale included). Only what the run computes, never how long it
+took: the same run gives the same bytes on every machine (timings go to the train step's timing log). Training writes it, evaluation
 plots it.
 """
 
@@ -12,7 +13,7 @@ from pathlib import Path
 from ..errors import Lenet5Error
 from .atomic import write_text
 
-LOG_FIELDS = ("epoch", "train_loss", "train_error", "test_error", "lr", "seconds")
+LOG_FIELDS = ("epoch", "train_loss", "train_error", "test_error", "lr")
 
 
 def read_log_csv(path) -> list[dict]:

@@ -58,7 +58,8 @@ def fit(train_x, train_y, test_x, test_y, lr_scale, train, distort, checkpoint_p
     Parameters: train_x ``(N, 1, 32, 32)`` float32, train_y ``(N,)`` ints 0-9, likewise the test set;
     ``lr_scale`` float; ``train`` a ``TrainParams``; ``distort`` a ``DistortParams``;
     ``on_epoch(rows)`` is called with the log so far after each checkpoint (and once on resume).
-    Returns: (net, log rows), one row per epoch with ``LOG_FIELDS``.
+    Returns: (net, log rows), one row per epoch with ``LOG_FIELDS`` (rows of the epochs trained in this
+    call also hold their ``seconds``).
     """
     fingerprint = training_fingerprint(lr_scale, train, distort, data_digest(train_x, train_y, test_x, test_y))
     remove_stale_temps(checkpoint_path)

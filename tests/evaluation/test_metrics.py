@@ -128,7 +128,7 @@ def test_most_confident_mistakes_order():
 
 def log_rows(n=4):
     return [{"epoch": e, "train_loss": 1.0 / e, "train_error": 0.05 / e, "test_error": 0.03 / e + 0.008,
-             "lr": 5e-4 if e < 3 else 2e-4, "seconds": 12.5} for e in range(1, n + 1)]
+             "lr": 5e-4 if e < 3 else 2e-4} for e in range(1, n + 1)]
 
 
 def test_plot_learning_curves(tmp_path):
