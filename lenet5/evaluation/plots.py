@@ -1,4 +1,4 @@
-"""PNG figures of a run: learning curves, confusion matrix, misclassified digits.
+"""PNG figures of a run: learning curves, confusion matrix, misclassified digits, error vs rejection.
 
 Matplotlib runs on the non-interactive Agg backend, chosen here before ``pyplot`` is imported, so
 the figures render without a display. Every PNG (about 100 dpi) is written through
@@ -39,17 +39,19 @@ def _pct(rows, key) -> np.ndarray:
 
 
 def _minor_label(v, _pos) -> str:
-    """Label only the 2s and 5s between decades of a log axis (0.2, 0.5, 2, 5 ...)."""
+    """Label the 2s and 5s between decades of a log axis (0.2, 0.5, 2, 5 ...), and every tick from
+    0.5 to 0.8, where the test error of LeNet-5 lies (0.5, 0.6, 0.7, 0.8)."""
     mantissa = round(v / 10.0 ** math.floor(math.log10(v)), 6) if v > 0 else 0
-    return f"{v:g}" if mantissa in (2, 5) else ""
+    return f"{v:g}" if mantissa in (2, 5) or 0.5 <= round(v, 6) <= 0.8 else ""
 
 
-def plot_learning_curves(log_rows: list[dict], path) -> None:
+def plot_learning_curves(log_rows: list[dict], path, distorted: bool = True) -> None:
     """Train/test error (%) and train loss per epoch, from training-log rows (see ``read_log_csv``).
 
-    The error panel uses a log scale when every error is positive and shows the paper's test errors
-    (0.95 % without distortions, 0.80 % with them) as gray lines; the loss panel also draws the
-    global learning rate on a right-hand axis.
+    The error panel uses a log scale when every error is positive, labels the final test error and
+    shows the paper's test errors (0.95 % without distortions, 0.80 % with them) as gray lines; the
+    training error is the one measured on the fly, on distorted digits when ``distorted``. The loss
+    panel also draws the global learning rate on a right-hand axis.
     """
     for i, r in enumerate(log_rows):
         missing = [k for k in LOG_FIELDS if k not in r]
@@ -58,8 +60,13 @@ def plot_learning_curves(log_rows: list[dict], path) -> None:
     epochs = [int(r["epoch"]) for r in log_rows]
     train_err, test_err = _pct(log_rows, "train_error"), _pct(log_rows, "test_error")
     fig, (ax_err, ax_loss) = plt.subplots(1, 2, figsize=(11, 4.2))
-    ax_err.plot(epochs, train_err, "o-", ms=3, label="train (on the fly)")
+    on_the_fly = "train (on the fly, distorted digits)" if distorted else "train (on the fly)"
+    ax_err.plot(epochs, train_err, "o-", ms=3, label=on_the_fly)
     ax_err.plot(epochs, test_err, "s-", ms=3, label="test")
+    if len(test_err) and np.isfinite(test_err[-1]):
+        ax_err.annotate(f"final test {test_err[-1]:.2f} %", (epochs[-1], test_err[-1]), xytext=(0, 7),
+                        textcoords="offset points", ha="right", fontsize=9, color="C1", weight="bold",
+                        bbox={"fc": "white", "ec": "none", "alpha": 0.8, "pad": 1})
     for value, style, label in PAPER_TEST_ERRORS:
         ax_err.axhline(value, color="gray", ls=style, lw=1, label=label)
     values = np.concatenate([train_err, test_err])
@@ -76,8 +83,8 @@ def plot_learning_curves(log_rows: list[dict], path) -> None:
     lrs = [float(r["lr"]) for r in log_rows]
     if lrs:
         ax_lr = ax_loss.twinx()
-        ax_lr.step(epochs, lrs, where="mid", color="gray", ls=":", lw=1, label="global eta")
-        ax_lr.set_ylabel("global eta", color="gray")
+        ax_lr.step(epochs, lrs, where="mid", color="gray", ls=":", lw=1, label="learning rate (global eta)")
+        ax_lr.set_ylabel("learning rate (global eta)", color="gray")
         if all(v > 0 for v in lrs):
             ax_lr.set_yscale("log")
         ax_lr.legend(loc="upper center", fontsize=8)
@@ -117,7 +124,7 @@ def plot_confusion(confusion, path) -> None:
     _save(fig, path)
 
 
-def plot_misclassified(images, labels, preds, path, cols: int = 10) -> None:
+def plot_misclassified(images, labels, preds, path, cols: int = 10, indices=None) -> None:
     """Gallery of digits titled "true 4 → pred 9", ink dark on white; K = 0 gives a "no errors" card.
 
     Parameters
@@ -125,6 +132,8 @@ def plot_misclassified(images, labels, preds, path, cols: int = 10) -> None:
     images : float array of shape (K, 1, 32, 32), preprocessed digits (high values = ink).
     labels, preds : int arrays of shape (K,), true and predicted digits.
     cols : images per row (>= 1).
+    indices : int array of shape (K,), the digits' test-set indices, shown as "#N" above each title
+        (so ``lenet5 predict --idx data/raw/t10k-images-idx3-ubyte --index N`` shows it again).
     """
     images = np.asarray(images, dtype=np.float64)
     labels, preds = np.asarray(labels).reshape(-1), np.asarray(preds).reshape(-1)
@@ -133,6 +142,8 @@ def plot_misclassified(images, labels, preds, path, cols: int = 10) -> None:
     k = images.shape[0]
     if labels.shape != (k,) or preds.shape != (k,):
         raise Lenet5Error(f"labels/preds: expected {k} of each to match images, got {labels.size} and {preds.size}")
+    if indices is not None and np.asarray(indices).reshape(-1).shape != (k,):
+        raise Lenet5Error(f"indices: expected {k} test-set indices to match images, got {np.asarray(indices).size}")
     if int(cols) < 1:
         raise Lenet5Error(f"cols: expected a positive number of columns, got {cols}")
     if k == 0:
@@ -143,7 +154,8 @@ def plot_misclassified(images, labels, preds, path, cols: int = 10) -> None:
         return
     cols = min(int(cols), k)
     rows = math.ceil(k / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.2 * cols, 1.45 * rows), squeeze=False)
+    tall = 1.45 if indices is None else 1.65  # room for the index line
+    fig, axes = plt.subplots(rows, cols, figsize=(1.2 * cols, tall * rows), squeeze=False)
     for i, ax in enumerate(axes.ravel()):
         ax.axis("off")
         if i >= k:
@@ -151,6 +163,37 @@ def plot_misclassified(images, labels, preds, path, cols: int = 10) -> None:
         img = images[i, 0]  # (1, H, W) -> (H, W)
         lo, hi = float(img.min()), float(img.max())
         ax.imshow(img, cmap="gray_r", vmin=lo, vmax=hi if hi > lo else lo + 1.0, interpolation="nearest")
-        ax.set_title(f"true {int(labels[i])} → pred {int(preds[i])}", fontsize=8, color="darkred")
+        title = f"true {int(labels[i])} → pred {int(preds[i])}"
+        if indices is not None:
+            title = f"#{int(np.asarray(indices).reshape(-1)[i])}\n{title}"
+        ax.set_title(title, fontsize=8, color="darkred")
     fig.tight_layout(pad=0.4)
+    _save(fig, path)
+
+
+def plot_rejection(curve: dict, figures: dict, path) -> None:
+    """Test error among accepted digits (%) against the share rejected (%), from a
+    ``rejection.rejection_curve``; the points of ``figures`` (``rejection.rejection_figures``:
+    key "reject_for_0.5%_error" -> share rejected) are marked and labelled."""
+    rejected, error = 100.0 * np.asarray(curve["rejected"]), 100.0 * np.asarray(curve["error"])
+    if rejected.ndim != 1 or rejected.shape != error.shape or rejected.size < 2:
+        raise Lenet5Error(f"curve: expected 'rejected' and 'error' of one length >= 2, got {rejected.shape} "
+                          f"and {error.shape}")
+    marks = [(float(k.split("_")[2].rstrip("%")), 100.0 * v) for k, v in figures.items()
+             if k.startswith("reject_for_")]  # "reject_for_0.5%_error" -> (0.5, % rejected)
+    right = max([5.0] + [1.5 * r for _, r in marks])
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    ax.plot(rejected, error, drawstyle="steps-post", lw=1.5, label="test error among accepted digits")
+    for (target, r), style in zip(marks, ("--", ":", "-.")):
+        ax.plot([r, r, 0], [0, target, target], color="gray", ls=style, lw=1,
+                label=f"{target:g} % error: reject {r:.2f} %")
+        ax.plot([r], [target], "o", color="C3", ms=4)
+    ax.set_xlim(0, min(100.0, right))
+    ax.set_ylim(0, max(1e-3, 1.1 * float(error[0])))
+    ax.set(xlabel="test digits rejected (%)  —  smallest margins first", ylabel="error among accepted (%)",
+           title=f"Error vs rejection (margin of the two best classes), {error[0]:.2f} % with none rejected")
+    ax.title.set_fontsize(10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
     _save(fig, path)

@@ -101,10 +101,11 @@ def train(params, data, checkpoint, model, metrics, log, timing, progress=True):
 
 
 def evaluate(params, data, model, log, metrics, confusion, plots):
-    """Test metrics, final training error, confusion data and the PNG plots."""
+    """Test metrics, final training error, rejection figures, confusion data and the PNG plots."""
     from ..evaluation.metrics import (classification_metrics, confusion_matrix, most_confident_mistakes,
                                       write_confusion_csv)
-    from ..evaluation.plots import plot_confusion, plot_learning_curves, plot_misclassified
+    from ..evaluation.plots import plot_confusion, plot_learning_curves, plot_misclassified, plot_rejection
+    from ..evaluation.rejection import rejection_curve, rejection_figures
     from ..model import LeNet5
     from ..store.prepared import read_prepared
     from ..store.trainlog import read_log_csv
@@ -114,7 +115,7 @@ def evaluate(params, data, model, log, metrics, confusion, plots):
     tx, ty, vx, vy = read_prepared(data)
     rows = read_log_csv(log) if Path(log).exists() else None
     plots = Path(plots)
-    for out in (metrics, confusion, *(plots / n for n in ("confusion.png", "errors.png", "learning_curves.png"))):
+    for out in (metrics, confusion, *(plots / n for n in ("confusion.png", "errors.png", "rejection.png", "learning_curves.png"))):
         check_replaceable(out)
     _clean(Path(metrics).parent, Path(confusion).parent, plots)
     bs = params.evaluate.batch_size
@@ -128,14 +129,18 @@ def evaluate(params, data, model, log, metrics, confusion, plots):
               "train_error_rate": round(train_errors / len(ty), 6), "train_errors": train_errors,
               "accuracy": m["accuracy"]}
     result.update({k: m[k] for k in ("mean_loss", "per_class_accuracy") if k in m})
+    curve = rejection_curve(y_test, vy)
+    figures = rejection_figures(curve)
+    result.update(figures)  # appended after the keys above, so their order stays
     write_json(metrics, result)
     pred = y_test.argmin(axis=1)
     write_confusion_csv(confusion, pred, vy)
     plot_confusion(confusion_matrix(pred, vy), plots / "confusion.png")
     worst = most_confident_mistakes(y_test, vy, params.evaluate.gallery)
-    plot_misclassified(vx[worst], vy[worst], pred[worst], plots / "errors.png")
+    plot_misclassified(vx[worst], vy[worst], pred[worst], plots / "errors.png", indices=worst)
+    plot_rejection(curve, figures, plots / "rejection.png")
     if rows is not None:
-        plot_learning_curves(rows, plots / "learning_curves.png")
+        plot_learning_curves(rows, plots / "learning_curves.png", params.distort.enabled)
     return result
 
 

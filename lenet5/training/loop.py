@@ -35,10 +35,19 @@ def _progress(enabled, total, description):
 
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("loss {task.fields[loss]:.4f}  {task.fields[speed]:.0f} img/s"),
-                   TimeRemainingColumn(), transient=True)
+                   TimeRemainingColumn(), TextColumn("(run: {task.fields[left]} left)"), transient=True)
     bar.start()
-    bar.add_task(description, total=total, loss=float("nan"), speed=0.0)
+    bar.add_task(description, total=total, loss=float("nan"), speed=0.0, left="?")
     return bar
+
+
+def _duration(seconds):
+    """A rough time span for a person: "40 s", "12 min", "2 h 05 min"."""
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s} s"
+    m = round(s / 60)
+    return f"{m} min" if m < 60 else f"{m // 60} h {m % 60:02d} min"
 
 
 @np.errstate(over="ignore", invalid="ignore")  # an overflow ends as one TrainingDiverged line, not warnings
@@ -81,7 +90,7 @@ def fit(train_x, train_y, test_x, test_y, lr_scale, train, distort, checkpoint_p
         steps = step_sizes(net.curvature(_augment(train_x[pick], rng, distort)), eta, train.mu)
         order = rng.permutation(n)
         nb = (n + bs - 1) // bs
-        bar = _progress(progress, nb, f"epoch {epoch}/{train.epochs}")
+        bar = _progress(progress, nb, f"epoch {epoch}/{train.epochs}  lr {eta:.2e}")
         loss_sum, errors = 0.0, 0
         try:
             for b in range(nb):
@@ -95,8 +104,9 @@ def fit(train_x, train_y, test_x, test_y, lr_scale, train, distort, checkpoint_p
                 sdlm_update(net.params, grads, steps, velocity, train.momentum)
                 if bar is not None and (b % 20 == 0 or b == nb - 1):
                     seen = min((b + 1) * bs, n)
-                    bar.update(0, completed=b + 1, loss=loss_sum / seen,
-                               speed=seen / (time.perf_counter() - t0))
+                    per_batch = (time.perf_counter() - t0) / (b + 1)  # this epoch's pace, for the whole run
+                    bar.update(0, completed=b + 1, loss=loss_sum / seen, speed=seen / (time.perf_counter() - t0),
+                               left=_duration(per_batch * (nb - b - 1 + nb * (train.epochs - epoch))))
         finally:
             if bar is not None:
                 bar.stop()
@@ -108,9 +118,12 @@ def fit(train_x, train_y, test_x, test_y, lr_scale, train, distort, checkpoint_p
                "test_error": test_error, "lr": eta, "seconds": time.perf_counter() - t0}
         rows.append(row)
         save_checkpoint(checkpoint_path, net, velocity, rng, rows, fingerprint)
-        echo(f"epoch {epoch:2d}/{train.epochs}  eta {eta:.2e}  loss {row['train_loss']:.4f}  "
+        timed = [r["seconds"] for r in rows if "seconds" in r]  # epochs timed by this process, this one included
+        left = (train.epochs - epoch) * sum(timed) / len(timed)  # at their mean time
+        echo(f"epoch {epoch:2d}/{train.epochs}  lr {eta:.2e}  loss {row['train_loss']:.4f}  "
              f"train error {100 * row['train_error']:.2f}%  test error {100 * test_error:.2f}%  "
-             f"{row['seconds']:.1f} s ({n / row['seconds']:.0f} img/s)")
+             f"{row['seconds']:.1f} s ({n / row['seconds']:.0f} img/s)"
+             + (f"  ~{_duration(left)} left" if epoch < train.epochs else ""))
         if on_epoch is not None:
             on_epoch(rows)
     return net, rows

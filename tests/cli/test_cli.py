@@ -1,4 +1,5 @@
-"""Tests of the ``lenet5`` command line: help, bench, error handling, predict, and train + evaluate.
+"""Tests of the ``lenet5`` command line: help, bench, error handling, and train + evaluate (predict:
+``test_predict.py``).
 
 Everything runs in-process through typer's CliRunner on tiny synthetic data (no MNIST, no DVC),
 except one ``python -m lenet5 --help`` in a subprocess.
@@ -10,14 +11,11 @@ import sys
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
 from typer.testing import CliRunner
 
 from conftest import ROOT, set_params
 from lenet5.cli import app, main
 from lenet5.errors import Lenet5Error
-from conftest import write_idx
-from lenet5.data.preprocess import normalize
 from lenet5.model import LeNet5
 from lenet5.store.prepared import write_prepared
 
@@ -118,58 +116,6 @@ def test_main_exits_with_the_command_status(tmp_path, capsys):
     assert capsys.readouterr().err.startswith("error: ")
 
 
-def test_predict_needs_an_input():
-    one_error_line(invoke("predict"), "image files", "--idx")
-
-
-def test_predict_a_drawn_digit(tmp_path, model):
-    path, net = model
-    im = Image.new("L", (80, 100), 255)  # a thick black 7 on white paper
-    ImageDraw.Draw(im).line([(20, 15), (62, 15), (34, 90)], fill=0, width=9)
-    png = tmp_path / "seven.png"
-    im.save(png)
-    result = invoke("predict", "--model", path, png)
-    assert result.exit_code == 0, result.output
-    line = result.stdout.strip()
-    assert line.startswith(f"{png}: ") and len(line.splitlines()) == 1
-    digit = int(line.split(":")[1].split()[0])
-    distances = [float(t.split(":")[1]) for t in line.split("RBF distances")[1].split()]
-    assert len(distances) == 10 and digit == int(np.argmin(distances))
-
-
-def test_predict_an_idx_image_as_json(tmp_path, model):
-    path, net = model
-    images = np.random.default_rng(0).integers(0, 256, size=(3, 28, 28), dtype=np.uint8)
-    idx = tmp_path / "three-idx3-ubyte"
-    write_idx(idx, images)
-    result = invoke("predict", "--model", path, "--idx", idx, "--index", 1, "--json")
-    assert result.exit_code == 0, result.output
-    out = json.loads(result.stdout)
-    expected = net.forward(normalize(images[1:2]))[0]  # (1, 1, 32, 32) -> (10,)
-    assert out["input"] == f"{idx}[1]"
-    assert out["digit"] == int(expected.argmin())
-    assert out["distances"] == pytest.approx(expected, abs=1e-3)
-    other = net.forward(normalize(images[0:1]))[0]  # (1, 1, 32, 32) -> (10,)
-    assert not np.allclose(other, expected, atol=1e-3)  # so the index really picked image 1
-
-
-def test_predict_index_out_of_range(tmp_path, model):
-    idx = tmp_path / "three-idx3-ubyte"
-    write_idx(idx, np.zeros((3, 28, 28), np.uint8))
-    one_error_line(invoke("predict", "--model", model[0], "--idx", idx, "--index", 5), "5", "0-2")
-
-
-@pytest.mark.parametrize("content", [b"this is not an image\n", b""], ids=["text", "empty"])
-def test_predict_a_file_that_is_not_an_image(tmp_path, model, content):
-    fake = tmp_path / "digit.png"
-    fake.write_bytes(content)
-    one_error_line(invoke("predict", "--model", model[0], fake), "digit.png")
-
-
-def test_predict_with_a_missing_model(tmp_path):
-    one_error_line(invoke("predict", "--model", tmp_path / "none.npz", tmp_path / "x.png"), "none.npz")
-
-
 @pytest.fixture
 def prepared(tmp_path):
     """A folder of prepared arrays (64 train, 32 test, random) and a params.yaml of 1 epoch, batch 16."""
@@ -206,8 +152,12 @@ def test_train_then_evaluate_on_synthetic_data(prepared):
     ev = json.loads(files["eval"].read_text())
     assert 0 <= ev["accuracy"] <= 1 and ev["n"] == 32
     assert ev["errors"] == round(32 * (1 - ev["accuracy"]))
+    keys = list(ev)
+    assert keys[-3:] == ["reject_for_0.5%_error", "reject_for_0.1%_error", "reject_threshold"]  # appended last
+    assert keys.index("train_error_rate") < keys.index("reject_for_0.5%_error")
+    assert 0 <= ev["reject_for_0.5%_error"] <= ev["reject_for_0.1%_error"] <= 1 and ev["reject_threshold"] >= 0
     assert len(files["confusion"].read_text().splitlines()) == 1 + 32
-    for name in ("confusion.png", "errors.png", "learning_curves.png"):
+    for name in ("confusion.png", "errors.png", "learning_curves.png", "rejection.png"):
         assert (files["plots"] / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -175,6 +175,42 @@ def test_plot_misclassified(tmp_path):
         plot_misclassified(images, [1], [2], tmp_path / "bad.png")
 
 
+def figure_texts(monkeypatch):
+    """Record every text drawn on the figures the plots save (titles, legends, annotations, ticks)."""
+    import matplotlib.pyplot as plt
+
+    from lenet5.evaluation import plots
+
+    texts = []
+
+    def record(fig, path):
+        fig.canvas.draw()
+        texts.extend(t.get_text() for t in fig.findobj(lambda o: hasattr(o, "get_text")) if t.get_text())
+        plt.close(fig)
+    monkeypatch.setattr(plots, "_save", record)
+    return texts
+
+
+def test_gallery_titles_carry_test_set_indices(monkeypatch):
+    texts = figure_texts(monkeypatch)
+    plot_misclassified(np.zeros((2, 1, 32, 32)), [4, 7], [9, 1], "unused.png", indices=np.array([1234, 5]))
+    assert "#1234\ntrue 4 → pred 9" in texts and "#5\ntrue 7 → pred 1" in texts, texts
+    with pytest.raises(Lenet5Error, match="indices"):
+        plot_misclassified(np.zeros((2, 1, 32, 32)), [4, 7], [9, 1], "unused.png", indices=[3])
+
+
+def test_learning_curves_label_the_final_error_and_the_distorted_digits(monkeypatch):
+    texts = figure_texts(monkeypatch)
+    plot_learning_curves(log_rows(), "unused.png")
+    assert "final test 1.55 %" in texts  # 0.03 / 4 + 0.008 = 1.55 % at the last epoch
+    assert "train (on the fly, distorted digits)" in texts
+    rows = [dict(r, test_error=0.0067, train_error=0.009) for r in log_rows()]
+    texts.clear()
+    plot_learning_curves(rows, "unused.png", distorted=False)
+    assert "train (on the fly)" in texts and "final test 0.67 %" in texts
+    assert {"0.5", "0.6", "0.7", "0.8", "1"} <= set(texts), texts  # y ticks readable where the error lies
+
+
 def test_plot_misclassified_empty(tmp_path):
     path = tmp_path / "errors.png"
     assert_png_after(plot_misclassified, np.zeros((0, 1, 32, 32)), np.zeros(0, int), np.zeros(0, int), path)
