@@ -37,6 +37,9 @@ def _dump():
     name = os.path.basename(sys.argv[0] if sys.argv else "").removesuffix(".py") or "python"
     with open(os.path.join(os.environ["LENET5_TRACE_IMPORTS"], name + ".txt"), "w") as f:
         f.write(" ".join(sorted(m for m in sys.modules if m.split(".")[0] == "lenet5")))
+    if "lenet5" in sys.modules:
+        with open(os.path.join(os.environ["LENET5_TRACE_IMPORTS"], name + ".file"), "w") as f:
+            f.write(sys.modules["lenet5"].__file__)
 
 if os.environ.get("LENET5_TRACE_IMPORTS"):
     atexit.register(_dump)
@@ -56,7 +59,8 @@ def base(tmp_path_factory):
     (root / "tracer").mkdir()
     (root / "tracer" / "sitecustomize.py").write_text(TRACER)
     env = dict(repo.env)
-    repo.env.update(PYTHONPATH=f"{repo.path}{os.pathsep}{root / 'tracer'}", LENET5_TRACE_IMPORTS=str(trace))
+    # no repository on PYTHONPATH: each stage script must import the lenet5 beside it by itself
+    repo.env.update(PYTHONPATH=str(root / "tracer"), LENET5_TRACE_IMPORTS=str(trace))
     repo.run("python", "-c", "import lenet5")  # what the package itself imports
     first = repo.dvc("repro")
     repo.env = env
@@ -123,6 +127,7 @@ def test_each_stage_lists_the_lenet5_code_it_imports(base, stage):
         parts = path.split("/")
         return any("/".join(parts[:i]) in deps for i in range(1, len(parts) + 1))
 
+    assert (base.trace / f"{stage}.file").read_text() == str(base.repo.path / "lenet5" / "__init__.py")
     missing = sorted(m for m in imported if not covered(m))
     assert not missing, f"stage {stage} imports {missing} but dvc.yaml does not list them as deps"
 
