@@ -206,11 +206,11 @@ class DvcRepo:
         self.env = dvc_env(self.home, mirror)
         self.env["PYTHONPATH"] = str(self.path)  # the stages import the copied lenet5, not the editable one
 
-    def run(self, *args, check=True, timeout=300):
-        """Run ``args`` here; returns the CompletedProcess with ``.out`` = stdout + stderr."""
+    def run(self, *args, check=True, timeout=300, cwd=None):
+        """Run ``args`` here (or in ``cwd``); returns the CompletedProcess with ``.out`` = stdout + stderr."""
         if args[0] in ("dvc", "lenet5", "python"):
             args = (str(VENV_BIN / args[0]), *args[1:])
-        p = subprocess.run(args, cwd=self.path, env=self.env, capture_output=True, text=True, timeout=timeout)
+        p = subprocess.run(args, cwd=cwd or self.path, env=self.env, capture_output=True, text=True, timeout=timeout)
         p.out = p.stdout + p.stderr
         if check and p.returncode != 0:
             raise AssertionError(f"{' '.join(map(str, args))} exited {p.returncode}:\n{p.out}")

@@ -6,15 +6,15 @@ per module and copied for the tests that change it. Real MNIST comes from the lo
 """
 
 import json
-import os
 import re
 import socket
+import time
 from types import SimpleNamespace
 
 import pytest
 import yaml
 
-from conftest import MNIST_DIR, MNIST_NAMES, ROOT, make_dvc_repo, needs_mnist
+from conftest import MNIST_DIR, MNIST_NAMES, ROOT, DvcRepo, make_dvc_repo, needs_mnist
 
 MAIN_LR_SCALE = yaml.safe_load((ROOT / "params.yaml").read_text())["lr_scale"]
 
@@ -256,3 +256,55 @@ def test_fetch_with_no_reachable_source_fails_cleanly(dvc_repo, tmp_path):
     raw = dvc_repo.path / "data" / "raw"
     assert not raw.exists() or not any(raw.iterdir()), sorted(raw.iterdir())
     assert (lock.read_bytes() if lock.exists() else None) == lock_before  # a failed stage records nothing
+
+
+def _wait_for_queue(repo, timeout=300):
+    """Poll ``dvc queue status`` until nothing is queued or running; returns its last output."""
+    deadline = time.monotonic() + timeout
+    while True:
+        out = repo.dvc("queue", "status").out
+        if not re.search(r"\b(Queued|Running)\b", out):
+            return out
+        assert time.monotonic() < deadline, out
+        time.sleep(2)
+
+
+@needs_mnist
+def test_a_queued_seed_sweep_appears_in_the_seed_aware_summary(work):
+    work.dvc("exp", "run", "--queue", "-S", "train.seed=range(1,3)")
+    work.dvc("queue", "start", "-j", "1")
+    status = _wait_for_queue(work)
+    assert status.count("Success") == 2, status
+    p = work.run("lenet5", "experiments", "--markdown", "EXPERIMENTS.md")
+    row = next(ln for ln in p.stdout.splitlines() if ln.startswith("| the committed params.yaml"))
+    assert "| 1, 2 | 2 |" in row and "reference" in row, p.stdout
+    text = (work.path / "EXPERIMENTS.md").read_text()
+    assert text.count("lenet5 experiments: begin") == 1 and "| the committed params.yaml | 1 |" in text, text
+    work.run("lenet5", "experiments", "--markdown", "EXPERIMENTS.md")  # rewritten in place, not appended
+    assert (work.path / "EXPERIMENTS.md").read_text() == text
+
+
+@needs_mnist
+def test_experiments_travel_between_clones_through_git_and_dvc_remotes(work, tmp_path):
+    """Clone A runs an experiment and pushes it (git refs to a bare repository, data to a folder
+    remote); clone B pulls it, sees its metrics, applies it and gets the same model bytes."""
+    origin, storage = tmp_path / "origin.git", tmp_path / "storage"
+    work.git("init", "-q", "--bare", "-b", "main", str(origin))
+    work.dvc("remote", "add", "-d", "storage", str(storage))
+    work.git("add", ".dvc/config")
+    work.git("commit", "-q", "-m", "a DVC remote")
+    work.git("remote", "add", "origin", str(origin))
+    work.git("push", "-q", "origin", "main")
+    work.dvc("exp", "run", "-n", "seed3", "-S", "train.seed=3")
+    model_a = (work.path / "models/lenet5.npz").read_bytes()
+    errors_a = work.read_json("metrics/eval.json")["errors"]
+    work.dvc("exp", "push", "origin", "seed3")
+
+    clone = DvcRepo(tmp_path / "b", tmp_path / "home-b")
+    clone.run("git", "clone", "-q", str(origin), str(clone.path), cwd=tmp_path)
+    clone.dvc("exp", "pull", "origin", "seed3")
+    runs = [r for r in _exp_rows(json.loads(clone.dvc("exp", "show", "--json").stdout)) if r["name"] == "seed3"]
+    assert runs and runs[0]["data"]["metrics"]["metrics/eval.json"]["data"]["errors"] == errors_a
+    clone.dvc("exp", "apply", "seed3")
+    clone.dvc("pull")
+    assert (clone.path / "models/lenet5.npz").read_bytes() == model_a

@@ -1,4 +1,5 @@
-"""The ``lenet5`` command line: the pipeline's four step commands plus ``predict`` and ``bench``.
+"""The ``lenet5`` command line: the pipeline's four step commands plus ``predict``, ``bench`` and
+``experiments``.
 
 The step commands and the error handling are those of ``pipeline/commands.py`` (the DVC stage
 scripts run the same ones): bad input ends with one line ``error: ...`` on stderr and exit status 1
@@ -11,6 +12,7 @@ import typer
 
 from ..pipeline import commands
 from .bench import bench
+from .experiments import experiments
 from .predict import predict
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -23,7 +25,7 @@ def _main(debug: Annotated[bool, typer.Option("--debug", help="Show Python trace
     commands.DEBUG["on"] = debug
 
 
-for _name, _fn in {**commands.STEPS, "predict": predict, "bench": bench}.items():
+for _name, _fn in {**commands.STEPS, "predict": predict, "bench": bench, "experiments": experiments}.items():
     app.command(_name)(commands.guarded(_fn))
 
 
