@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from conftest import MNIST_DIR, MNIST_NAMES, ROOT, DvcRepo, make_dvc_repo, needs_mnist
+from conftest import MNIST_DIR, MNIST_NAMES, ROOT, VENV_BIN, DvcRepo, make_dvc_repo, needs_mnist
 
 MAIN_LR_SCALE = yaml.safe_load((ROOT / "params.yaml").read_text())["lr_scale"]
 
@@ -98,9 +98,10 @@ def test_repro_runs_every_stage_and_writes_the_outputs(base):
         assert (base.repo.path / rel).is_file(), f"{rel} missing after dvc repro:\n{out}"
     assert sorted(p.name for p in (base.repo.path / "data/raw").iterdir()) == sorted(MNIST_NAMES)
     ev = base.repo.read_json("metrics/eval.json")
-    for key in ("accuracy", "error_rate", "errors", "per_class_accuracy", "train_error_rate"):
+    for key in ("error_rate", "errors", "per_class_accuracy", "train_error_rate"):
         assert key in ev, f"eval.json lacks {key}: {sorted(ev)}"
-    assert 0 <= ev["accuracy"] <= 1 and ev["accuracy"] + ev["error_rate"] == pytest.approx(1, abs=1e-5)
+    assert 0 <= ev["error_rate"] <= 1 and "accuracy" not in ev  # 1 - error_rate: not written twice
+    assert list(ev)[:2] == ["error_rate", "errors"]
     assert ev["errors"] == round(ev["error_rate"] * 300)
     assert sorted(ev["per_class_accuracy"]) == [str(d) for d in range(10)]
     assert base.repo.read_json("metrics/train.json")["epochs"] == 2
@@ -167,20 +168,21 @@ def test_changing_lr_scale_reruns_train_and_evaluate(branched):
 @needs_mnist
 def test_metrics_diff_between_branches(branched):
     repo = branched.repo
-    main_acc = _committed_accuracy(repo, "main")
-    other_acc = _committed_accuracy(repo, "other")
+    main_err = _committed_error(repo, "main")
+    other_err = _committed_error(repo, "other")
     out = repo.dvc("metrics", "diff", "main", "other", "--all").out
-    assert "metrics/eval.json" in out and "accuracy" in out, out
-    line = next(ln for ln in out.splitlines() if re.search(r"\baccuracy\b", ln) and "eval.json" in ln)
-    numbers = [float(x) for x in re.findall(r"-?\d+\.\d+|-?\d+", line.split("accuracy", 1)[1])]
-    assert numbers[:2] == [pytest.approx(main_acc, abs=1e-4), pytest.approx(other_acc, abs=1e-4)], line
+    rows = [ln for ln in out.splitlines() if "eval.json" in ln or "train.json" in ln]
+    assert rows and re.search(r"\berror_rate\b", rows[0]), out  # the test error comes first
+    line = next(ln for ln in rows if re.search(r"\berror_rate\b", ln))
+    numbers = [float(x) for x in re.findall(r"-?\d+\.\d+|-?\d+", line.split("error_rate", 1)[1])]
+    assert numbers[:2] == [pytest.approx(main_err, abs=1e-4), pytest.approx(other_err, abs=1e-4)], line
     params = repo.dvc("params", "diff", "main", "other").out
     m = re.search(r"params\.yaml\s+lr_scale\s+(\S+)\s+5\s*$", params, re.M)
     assert m and float(m.group(1)) == MAIN_LR_SCALE, params
 
 
-def _committed_accuracy(repo, rev):
-    return json.loads(repo.git("show", f"{rev}:metrics/eval.json").stdout)["accuracy"]
+def _committed_error(repo, rev):
+    return json.loads(repo.git("show", f"{rev}:metrics/eval.json").stdout)["error_rate"]
 
 
 @needs_mnist
@@ -192,8 +194,11 @@ def test_exp_run_with_set_param_is_listed_by_exp_show(work):
     assert runs, f"no experiment in dvc exp show: {shown}"
     data = runs[0]["data"]
     assert data["params"]["params.yaml"]["data"]["lr_scale"] == 5
-    acc = data["metrics"]["metrics/eval.json"]["data"]["accuracy"]
-    assert isinstance(acc, float) and 0 <= acc <= 1
+    err = data["metrics"]["metrics/eval.json"]["data"]["error_rate"]
+    assert isinstance(err, float) and 0 <= err <= 1
+    table = work.run("env", "COLUMNS=120", str(VENV_BIN / "dvc"), "exp", "show", "--no-pager").stdout
+    header = next(ln for ln in table.splitlines() if "Experiment" in ln)
+    assert re.search(r"Experiment\s+(Cre\S*\s+)?error_rate\b", header), table  # the test error first
     main = next(r for r in _exp_rows(shown) if r["name"] == "main")
     assert main["data"]["params"]["params.yaml"]["data"]["lr_scale"] == MAIN_LR_SCALE
     # the README's way back to the committed results: nothing left to rerun, checkpoint included

@@ -125,9 +125,9 @@ def evaluate(params, data, model, log, metrics, confusion, plots):
     train_errors = int((net.predict(tx, bs) != ty).sum())
     # the test error first: it leads `dvc exp show` and `dvc metrics diff`; the confusion matrix is
     # kept as plot data (confusion.csv) and a picture instead
+    # (accuracy is 1 - error_rate: not written twice)
     result = {"error_rate": m["error_rate"], "errors": m["errors"], "n": m["n"],
-              "train_error_rate": round(train_errors / len(ty), 6), "train_errors": train_errors,
-              "accuracy": m["accuracy"]}
+              "train_error_rate": round(train_errors / len(ty), 6), "train_errors": train_errors}
     result.update({k: m[k] for k in ("mean_loss", "per_class_accuracy") if k in m})
     curve = rejection_curve(y_test, vy)
     figures = rejection_figures(curve)

@@ -150,8 +150,8 @@ def test_train_then_evaluate_on_synthetic_data(prepared):
                     "--plots", files["plots"])
     assert result.exit_code == 0, result.output
     ev = json.loads(files["eval"].read_text())
-    assert 0 <= ev["accuracy"] <= 1 and ev["n"] == 32
-    assert ev["errors"] == round(32 * (1 - ev["accuracy"]))
+    assert 0 <= ev["error_rate"] <= 1 and ev["n"] == 32
+    assert ev["errors"] == round(32 * ev["error_rate"])
     keys = list(ev)
     assert keys[-3:] == ["reject_for_0.5%_error", "reject_for_0.1%_error", "reject_threshold"]  # appended last
     assert keys.index("train_error_rate") < keys.index("reject_for_0.5%_error")
