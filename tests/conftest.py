@@ -144,6 +144,35 @@ def run(name, folder, timeout=120, env=None):
                           text=True, timeout=timeout)
 
 
+def npy_header(shape, descr="<f4") -> bytes:
+    """The header of a ``.npy`` file declaring ``shape`` and ``descr`` (for crafted files)."""
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": descr, "fortran_order": False, "shape": shape})
+    return buf.getvalue()
+
+
+def invoke(*args):
+    """Run the ``lenet5`` command line in-process (typer's CliRunner) with ``args``."""
+    from typer.testing import CliRunner
+
+    from lenet5.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def one_error_line(result, *fragments):
+    """Assert exit 1 and exactly one stderr line ``error: ...`` holding every fragment; return it."""
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for f in fragments:
+        assert str(f) in lines[0], (f, lines[0])
+    return lines[0]
+
+
 def _venv_bin() -> Path:
     """The folder of the running interpreter's scripts (``dvc``, ``lenet5``, ``python``)."""
     local = ROOT / ".venv" / "bin"

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from conftest import ROOT
+from conftest import ROOT, npy_header
 from lenet5.model import LeNet5
 from lenet5.store.prepared import write_prepared
 
@@ -69,12 +69,6 @@ def _npz(members, compress=zipfile.ZIP_STORED):
     return buf.getvalue()
 
 
-def _npy_header(shape, descr="<f4"):
-    buf = io.BytesIO()
-    np.lib.format.write_array_header_1_0(buf, {"descr": descr, "fortran_order": False, "shape": shape})
-    return buf.getvalue()
-
-
 PARAMS = {  # params.yaml text -> words of the error
     "billion-laughs": (_billion_laughs(), "once aliases are expanded"),
     "deep": ("a: " + "[" * 20_000 + "]" * 20_000 + "\n", "levels deep"),
@@ -113,9 +107,9 @@ def test_endless_files(project):
 
 
 @pytest.mark.parametrize("members, compress, words", [
-    ({"lenet5/format.npy": _npy_header((10**11, 1, 32, 32)) + bytes(4096)}, zipfile.ZIP_STORED, "declares"),
+    ({"lenet5/format.npy": npy_header((10**11, 1, 32, 32)) + bytes(4096)}, zipfile.ZIP_STORED, "declares"),
     ({"lenet5/format.npy": bytes(100 << 20)}, zipfile.ZIP_DEFLATED, "is compressed"),  # 100 MB of zeros
-    ({"state/x.npy": _npy_header((10**10,))}, zipfile.ZIP_STORED, "unexpected member"),
+    ({"state/x.npy": npy_header((10**10,))}, zipfile.ZIP_STORED, "unexpected member"),
 ], ids=["header-lies", "zip-bomb", "extra-member"])
 def test_hostile_models(project, tmp_path, members, compress, words):
     (tmp_path / "m.npz").write_bytes(_npz(members, compress))

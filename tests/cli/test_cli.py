@@ -11,30 +11,14 @@ import sys
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from conftest import ROOT, set_params
-from lenet5.cli import app, main
+from conftest import ROOT, invoke, one_error_line, set_params
+from lenet5.cli import main
 from lenet5.errors import Lenet5Error
 from lenet5.model import LeNet5
 from lenet5.store.prepared import write_prepared
 
 COMMANDS = ("fetch", "preprocess", "train", "evaluate", "predict", "bench")
-
-
-def invoke(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def one_error_line(result, *fragments):
-    """Assert exit 1 and exactly one stderr line ``error: ...`` holding every fragment; return it."""
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for f in fragments:
-        assert str(f) in lines[0], (f, lines[0])
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -12,29 +12,12 @@ import shutil
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
-from typer.testing import CliRunner
 
-from conftest import MNIST_DIR, ROOT, needs_mnist, set_params, write_idx
-from lenet5.cli import app
+from conftest import MNIST_DIR, ROOT, invoke, needs_mnist, one_error_line, set_params, write_idx
 from lenet5.data.image import load_digit
 from lenet5.data.preprocess import normalize
 from lenet5.evaluation.rejection import DEFAULT_THRESHOLD
 from lenet5.model import LeNet5
-
-
-def invoke(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def one_error_line(result, *fragments):
-    """Assert exit 1 and exactly one stderr line ``error: ...`` holding every fragment; return it."""
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for f in fragments:
-        assert str(f) in lines[0], (f, lines[0])
-    return lines[0]
 
 
 def draw(path, strokes, size=(80, 100)):

@@ -22,7 +22,7 @@ from lenet5.nn.architecture import PARAM_SHAPES
 from lenet5.training.loop import TrainingDiverged, fit
 from lenet5.store.npz import DIGEST_KEY, digest
 from lenet5.store.trainlog import LOG_FIELDS as LOG_KEYS
-from conftest import committed_params
+from conftest import committed_params, npy_header
 
 N_TRAIN, N_TEST = 48, 16
 # lr_scale 1 keeps the net out of saturation, so every batch moves every weight and a wrong
@@ -251,12 +251,6 @@ def _with_member(blob, name, data, compress=zipfile.ZIP_STORED):
     return buf.getvalue()
 
 
-def _npy_header(shape, descr="<f4"):
-    buf = io.BytesIO()
-    np.lib.format.write_array_header_1_0(buf, {"descr": descr, "fortran_order": False, "shape": shape})
-    return buf.getvalue()
-
-
 def _saved(tmp_path, make):
     """The bytes that ``make(path)`` writes to a file in ``tmp_path``."""
     path = tmp_path / "other.npz"
@@ -291,8 +285,8 @@ BAD = {  # name: (variant, (its epoch-1 checkpoint, tmp_path) -> bytes, words th
     "no-digest": ("plain", lambda s, t: _edited(s, None, None), "digest missing or wrong"),
     "outside-table-i": ("plain", lambda s, t: _edited(s, "C3.weight", _outside_table_i, seal=True), "outside Table I"),
     "header-lies": ("plain", lambda s, t: _with_member(
-        s, "C1.weight.npy", _npy_header((10**11, 1, 32, 32)) + bytes(64)), "declares"),
-    "extra-member": ("plain", lambda s, t: _with_member(s, "state/huge.npy", _npy_header((10**10,))),
+        s, "C1.weight.npy", npy_header((10**11, 1, 32, 32)) + bytes(64)), "declares"),
+    "extra-member": ("plain", lambda s, t: _with_member(s, "state/huge.npy", npy_header((10**10,))),
                      "unexpected member 'state/huge.npy'"),
     "compressed": ("plain", lambda s, t: _with_member(s, "state/log.npy", bytes(50_000_000), zipfile.ZIP_DEFLATED),
                    "compressed"),
