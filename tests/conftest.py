@@ -290,3 +290,14 @@ def make_dvc_repo(path: Path, home: Path, params=None, mirror=MNIST_DIR) -> DvcR
 def dvc_repo(tmp_path) -> DvcRepo:
     """A fresh repository holding the project with reduced params (nothing run yet)."""
     return make_dvc_repo(tmp_path / "repo", tmp_path / "home")
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    """An untrained LeNet5(seed=0) saved as .npz; returns (path, net)."""
+    from lenet5.model import LeNet5
+
+    path = tmp_path_factory.mktemp("model") / "lenet5.npz"
+    net = LeNet5(seed=0)
+    net.save(path)
+    return path, net

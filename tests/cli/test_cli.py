@@ -21,15 +21,6 @@ from lenet5.store.prepared import write_prepared
 COMMANDS = ("fetch", "preprocess", "train", "evaluate", "predict", "bench")
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    """An untrained LeNet5(seed=0) saved as .npz; returns (path, net)."""
-    path = tmp_path_factory.mktemp("model") / "lenet5.npz"
-    net = LeNet5(seed=0)
-    net.save(path)
-    return path, net
-
-
 def test_help_lists_every_command():
     result = invoke("--help")
     assert result.exit_code == 0, result.output

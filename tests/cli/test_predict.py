@@ -39,15 +39,6 @@ def elsewhere(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    """An untrained LeNet5(seed=0) saved as .npz; returns (path, net)."""
-    path = tmp_path_factory.mktemp("model") / "lenet5.npz"
-    net = LeNet5(seed=0)
-    net.save(path)
-    return path, net
-
-
 def test_predict_needs_an_input():
     one_error_line(invoke("predict"), "image files", "--idx")
 
