@@ -17,7 +17,6 @@ from conftest import MNIST_DIR, ROOT, invoke, needs_mnist, one_error_line, set_p
 from lenet5.data.image import load_digit
 from lenet5.data.preprocess import normalize
 from lenet5.evaluation.rejection import DEFAULT_THRESHOLD
-from lenet5.model import LeNet5
 
 
 def draw(path, strokes, size=(80, 100)):
