@@ -1,7 +1,7 @@
 """Fingerprints of what shapes the weights: the parameters, the data and the training code.
 
 A checkpoint stores the fingerprint of the run that wrote it and is resumed only by a run with the
-same one. ``TRAINING_CODE`` names the code that decides the weights: it is the list of the train
+same one (the same BLAS kernel too). ``TRAINING_CODE`` names the code that decides the weights: it is the list of the train
 stage's code deps in ``dvc.yaml`` (a test holds the two together), so DVC and the checkpoint agree
 on when code has changed. ``epochs`` is left out on purpose: the schedule does not depend on it, so
 a finished 20-epoch run can be extended to 25 and still match a fresh one.
@@ -76,10 +76,18 @@ def params_fingerprint(block) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def blas_kernel():
+    """The matrix-product kernel OpenBLAS runs in this process (``lenet5/cpu.py`` pins it): another
+    kernel sums in another order, so a checkpoint of one is not resumed under the other."""
+    from threadpoolctl import threadpool_info
+
+    return next((i.get("architecture") for i in threadpool_info() if i.get("user_api") == "blas"), None)
+
+
 def training_fingerprint(lr_scale, train, distort, digest):
-    """Fingerprint of params (``train`` and ``distort`` blocks, ``lr_scale``), data and code."""
+    """Fingerprint of params (``train`` and ``distort`` blocks, ``lr_scale``), data, code and BLAS kernel."""
     t = dataclasses.asdict(train)
     t.pop("epochs")
     t["threads"] = resolve_threads(train.threads)  # chunk sums depend on it, so bitwise results do too
     return params_fingerprint({"lr_scale": lr_scale, "train": t, "distort": dataclasses.asdict(distort),
-                               "data": digest, "code": code_digest()})
+                               "data": digest, "code": code_digest(), "blas": blas_kernel()})

@@ -361,3 +361,10 @@ def test_a_checkpoint_made_by_other_training_code_is_not_resumed(tmp_path, monke
     _, rows, messages = train(params, path)
     assert any("made with other parameters, data or code" in m for m in messages), messages
     assert [r["epoch"] for r in rows] == [1]
+    monkeypatch.undo()
+    train(params, path)  # a checkpoint of the real code again
+    _, _, messages = train(params, path)
+    assert any("resuming" in m for m in messages), messages  # the same code and kernel: resumed
+    monkeypatch.setattr(T, "blas_kernel", lambda: "Sandybridge")  # as if resumed on another kernel
+    _, rows, messages = train(params, path)
+    assert any("made with other parameters, data or code" in m for m in messages), messages
