@@ -108,3 +108,26 @@ def test_the_checker_sees_relative_and_function_level_imports():
     assert "lenet5.training.loop" in GRAPH["lenet5.pipeline.steps"]  # inside a function
     assert "lenet5.model" in GRAPH["lenet5"]  # the lazy LeNet5 of the package
     assert "lenet5.model" not in GRAPH["lenet5.parallel.pool"]  # the pool is given its work
+
+
+def test_importing_starts_nothing():
+    """``import lenet5`` loads no other module; the model and its pool start no process and register
+    no exit hook until a batch needs worker processes."""
+    import subprocess
+    import sys
+
+    code = """
+import atexit, multiprocessing, sys
+import numpy, threadpoolctl
+before = atexit._ncallbacks()
+import lenet5
+assert [m for m in sys.modules if m.startswith("lenet5")] == ["lenet5"], sorted(sys.modules)
+from lenet5 import LeNet5
+net = LeNet5(threads=2)
+net.forward(numpy.zeros((8, 1, 32, 32)))  # too small to split: no worker
+assert atexit._ncallbacks() == before and multiprocessing.active_children() == []
+net.forward(numpy.zeros((64, 1, 32, 32)))  # split in two: one worker, and its exit hook
+assert atexit._ncallbacks() > before and len(multiprocessing.active_children()) == 1
+"""
+    p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
