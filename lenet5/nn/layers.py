@@ -163,8 +163,16 @@ def squash_derivative(out):
 
 
 def squash_backward(dout, cache):
-    """da = dx * f'(a)."""
-    return dout * squash_derivative(cache["out"])
+    """da = dx * f'(a), in one buffer (the same operations, in the same order, as ``dout *
+    squash_derivative(out)``; products commute exactly)."""
+    out = cache["out"]
+    if dout.dtype != out.dtype or dout.shape != out.shape:
+        return dout * squash_derivative(out)
+    t = np.multiply(out, out)
+    t *= SQUASH_S / SQUASH_A
+    np.subtract(SQUASH_S * SQUASH_A, t, out=t)
+    t *= dout
+    return t
 
 
 def squash_curvature(d2out, cache):

@@ -240,3 +240,11 @@ def test_im2col_copies_exactly_the_shifted_windows(shape):
     Ho, Wo = H - 4, W - 4
     slices = np.stack([x[:, i:i + Ho, j:j + Wo, :] for i in range(5) for j in range(5)], axis=1)  # (C, 25, Ho, Wo, N)
     assert np.array_equal(L.im2col(x, 5), slices.reshape(C * 25, Ho * Wo * N))  # (C,25,Ho,Wo,N) -> (25C, Ho*Wo*N)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_squash_backward_is_bitwise_dout_times_the_derivative(dtype):
+    rng = np.random.default_rng(3)
+    out, cache = L.squash_forward(rng.standard_normal((6, 28, 28, 5)).astype(dtype))
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    assert L.squash_backward(dout, cache).tobytes() == (dout * L.squash_derivative(cache["out"])).tobytes()
