@@ -10,9 +10,9 @@ faults are given for this process and for the worker (from ``/proc``; the worker
 
 Part 2, per layer: the same epoch and a bare batch-256 epoch (forward, backward, SDLM update) in ONE
 process (``threads: 1``), with every layer function timed (exclusive times: im2col/col2im are
-counted apart from their convolution; ``gemm + rest`` is the convolution's own time). The next
-batch's distortions are resampled in a background thread (``training/prefetch.py``): that time is
-listed apart, below the sum, as it overlaps the rest.
+counted apart from their convolution; ``gemm + rest`` is the convolution's own time). With 2
+processes the next batch's distortions are resampled in a background thread
+(``training/prefetch.py``): that time is listed apart, below the sum, as it overlaps the rest.
 
 Usage: ``python benchmarks/profile_epoch.py [--images N] [--parts 12]`` (timers add ~2 % overhead).
 """
@@ -24,6 +24,7 @@ import os
 import resource
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -84,14 +85,17 @@ def layer_of_map(x, *_a, **_k):
 def patch_layers():
     """Time every layer function of nn/layers.py, labelled by phase and layer."""
     p = lambda s: f"{PHASE[0]:5s} {s}"  # noqa: E731
-    L.im2col = timed(L.im2col, lambda x, k: p(f"{LAYER.get(x.shape[0] * 10 + 0, {1: 'C1', 6: 'C3', 16: 'C5'}[x.shape[0]])} im2col"))
-    L.col2im = timed(L.col2im, lambda d, s, k: p(f"{ {1: 'C1', 6: 'C3', 16: 'C5'}[s[0]]} col2im"))
+    conv_in = {1: "C1", 6: "C3", 16: "C5"}  # a convolution's input channels -> its name
+    sub = {6: "S2", 16: "S4"}
+    L.im2col = timed(L.im2col, lambda x, k: p(f"{conv_in[x.shape[0]]} im2col"))
+    L.col2im = timed(L.col2im, lambda d, s, k: p(f"{conv_in[s[0]]} col2im"))
     L.conv_forward = timed(L.conv_forward, lambda x, w, b: p(f"{LAYER[w.shape[0]]} conv fwd gemm + rest"))
-    L.conv_backward = timed(L.conv_backward, lambda d, c, need_dx=True: p(f"{LAYER[c['w'].shape[0]]} conv bwd gemm + rest"))
+    L.conv_backward = timed(L.conv_backward,
+                            lambda d, c, need_dx=True: p(f"{LAYER[c['w'].shape[0]]} conv bwd gemm + rest"))
     L.conv_curvature = timed(L.conv_curvature, lambda d, c, need_dx=True: p(f"{LAYER[c['w'].shape[0]]} conv squares"))
-    L.subsample_forward = timed(L.subsample_forward, lambda x, c, b: p(f"{'S2' if x.shape[0] == 6 else 'S4'} subsample fwd"))
-    L.subsample_backward = timed(L.subsample_backward, lambda d, c: p(f"{'S2' if d.shape[0] == 6 else 'S4'} subsample bwd"))
-    L.subsample_curvature = timed(L.subsample_curvature, lambda d, c: p(f"{'S2' if d.shape[0] == 6 else 'S4'} subsample squares"))
+    L.subsample_forward = timed(L.subsample_forward, lambda x, c, b: p(f"{sub[x.shape[0]]} subsample fwd"))
+    L.subsample_backward = timed(L.subsample_backward, lambda d, c: p(f"{sub[d.shape[0]]} subsample bwd"))
+    L.subsample_curvature = timed(L.subsample_curvature, lambda d, c: p(f"{sub[d.shape[0]]} subsample squares"))
     L.full_forward = timed(L.full_forward, lambda x, w, b: p("F6 full fwd"))
     L.full_backward = timed(L.full_backward, lambda d, c, need_dx=True: p("F6 full bwd"))
     L.full_curvature = timed(L.full_curvature, lambda d, c, need_dx=True: p("F6 full squares"))
@@ -123,8 +127,11 @@ def patch_loop():
     loop._augment = timed(loop._augment, lambda *a: "distortions of the curvature sample")
     prefetch._draw = timed(prefetch._draw, lambda *a: "distortions: random draws")
     apply = prefetch._apply
+    apply_here = timed(apply, lambda *a: "distortions: resampling")
 
-    def apply_timed(*a):  # runs in the background thread: timed apart from the main thread's STACK
+    def apply_timed(*a):  # in the background thread (threads > 1): timed apart from the main thread's STACK
+        if threading.current_thread() is threading.main_thread():
+            return apply_here(*a)
         t0 = time.perf_counter()
         try:
             return apply(*a)
@@ -143,7 +150,8 @@ def patch_loop():
            "infer": "test pass: own chunk"}  # per layer (part 2): what the layers leave (transposes, pieces)
     model_mod.SPEC = dataclasses.replace(model_mod.SPEC, compute=timed(chunk, lambda op, *a: own[op]))
     pool_mod.ProcessPool.__init__ = timed(pool_mod.ProcessPool.__init__, lambda *a: "worker fork (once per run)")
-    pool_mod.ProcessPool.finish = timed(pool_mod.ProcessPool.finish, lambda self, op, c: own[op].replace("own chunk", "wait for worker + copy back"))
+    pool_mod.ProcessPool.finish = timed(pool_mod.ProcessPool.finish,
+                                        lambda self, op, c: own[op].replace("own chunk", "wait for worker + copy back"))
 
 
 def report(title, total, extra=""):
@@ -151,7 +159,8 @@ def report(title, total, extra=""):
     for label, s in sorted(EXCL.items(), key=lambda kv: -kv[1]):
         if s >= 0.0005 * total:
             print(f"  {s:8.3f} s  {100 * s / total:5.1f} %  {label}  ({CALLS[label]} calls)")
-    print(f"  {total - sum(EXCL.values()):8.3f} s  {100 * (total - sum(EXCL.values())) / total:5.1f} %  "
+    rest = total - sum(s for label, s in EXCL.items() if not label.startswith("checkpoint"))
+    print(f"  {rest:8.3f} s  {100 * rest / total:5.1f} %  "
           "the rest (loop, loss bookkeeping, labels, waits for the distortion thread)")
     for label, s in BACKGROUND.items():
         print(f"  {s:8.3f} s  {100 * s / total:5.1f} %  {label}")

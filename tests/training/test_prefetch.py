@@ -21,13 +21,14 @@ def sequential(x, order, bs, rng, distort):
 @pytest.mark.parametrize("changes", [{}, {"originals": 0.0}, {"translate": 0.0, "scale": 0.0, "squeeze": 0.0,
                                                                 "shear": 0.0}, {"enabled": False}])
 @pytest.mark.parametrize("n, bs", [(100, 32), (64, 32), (5, 32), (0, 32)])
-def test_batches_equal_augmenting_each_batch_in_turn(changes, n, bs):
+@pytest.mark.parametrize("ahead", [True, False])
+def test_batches_equal_augmenting_each_batch_in_turn(changes, n, bs, ahead):
     distort = dataclasses.replace(DISTORT, **changes)
     x = np.random.default_rng(0).uniform(-0.1, 1.175, size=(120, 1, 32, 32)).astype(np.float32)  # (N, 1, 32, 32)
     order = np.random.default_rng(1).permutation(120)[:n]
     r1, r2 = np.random.default_rng(7), np.random.default_rng(7)
     want = sequential(x, order, bs, r1, distort)
-    got = list(batches(x, order, bs, r2, distort))
+    got = list(batches(x, order, bs, r2, distort, ahead))
     assert len(got) == len(want) == -(-n // bs)
     for (i1, x1), (i2, x2) in zip(want, got):
         assert np.array_equal(i1, i2)
