@@ -6,7 +6,7 @@ and system CPU seconds, ``bare256`` and ``bare32`` (a bare epoch: forward, backw
 2 processes) and ``infer_img_s`` (60,000 images in calls of 1,000). Run two checkouts alternately,
 several times, and compare medians, e.g.::
 
-    for r in 1 2 3; do for root in /path/to/before .; do python benchmarks/ab_epoch.py $root; done; done
+    for r in 1 2 3; do for root in /path/to/before .; do python benchmarks/ab_epoch.py "$root"; done; done
 """
 
 import dataclasses
