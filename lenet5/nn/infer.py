@@ -23,7 +23,7 @@ checks it in float64. Layout inside is channels first, batch last, as in ``layer
 
 import numpy as np
 
-from .layers import SQUASH_A, SQUASH_S, im2col
+from .layers import SQUASH_A, SQUASH_S, im2col, windows
 
 
 def fold(params):
@@ -69,9 +69,7 @@ def _window_cols(t):
     C, H, W, N = t.shape
     Ho, Wo = (H - 4) // 2, (W - 4) // 2
     cols = np.empty((C, 6, 6, Ho, Wo, N), dtype=t.dtype)
-    for r in range(6):  # 36 slice copies over patch offsets, never over pixels or samples
-        for s in range(6):
-            cols[:, r, s] = t[:, r:r + 2 * Ho - 1:2, s:s + 2 * Wo - 1:2, :]
+    cols[...] = windows(t, 6, 2)  # one copy of every patch (was 36 slice copies)
     return cols.reshape(C * 36, Ho * Wo * N), Ho, Wo  # (C,6,6,Ho,Wo,N) -> (36C, Ho*Wo*N)
 
 

@@ -58,7 +58,8 @@ def resolve_threads(threads):
 
 
 def map_chunks(spec, op, params, x, labels=None, criterion="mse", j=0.1, threads=1):
-    """``[(fraction, spec.compute(op, chunk...)), ...]`` over the chunks of x, in order.
+    """``[(fraction, spec.compute(op, chunk...)), ...]`` over the chunks of x, in order; the workers'
+    arrays are views of the shared memory, to be combined before the next call (``chunks.combine``).
 
     ``fraction`` is the chunk's share of the batch, the weight of its mean. One chunk runs here;
     with more, chunks 2, 3, ... run in worker processes while this process computes the first.
@@ -199,7 +200,8 @@ class ProcessPool:
     def finish(self, op, chunks):
         """Wait for the workers: ``[(loss, results, outputs or None)]``, one per chunk, in order.
 
-        The arrays are copies: the shared memory is reused by the next command.
+        The arrays are views of the shared memory, valid until the next command: ``map_chunks``'s
+        caller combines them at once (``chunks.combine`` makes new arrays), so nothing is copied twice.
         """
         replies = self.drain()
         for reply in replies:
@@ -208,8 +210,8 @@ class ProcessPool:
             if "error" in reply:
                 raise Lenet5Error(f"worker process failed: {reply['error']}")
         return [(reply["loss"],
-                 {} if op == "infer" else {k: v.copy() for k, v in out.items()},
-                 None if op == "curvature" else y[:len(x)].copy())
+                 {} if op == "infer" else dict(out),
+                 None if op == "curvature" else y[:len(x)])
                 for reply, (x, _), (_, _, y, out) in zip(replies, chunks, self.slots)]
 
     def drain(self):

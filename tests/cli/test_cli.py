@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT, invoke, one_error_line, set_params
+from conftest import ROOT, invoke, one_error_line, params_text, set_params
 from lenet5.cli import main
 from lenet5.errors import Lenet5Error
 from lenet5.model import LeNet5
@@ -45,6 +45,25 @@ def test_bench_prints_one_json_line():
     assert r["dtype"] == "float32" and r["batch_size"] == 64 and r["images"] == 512
     assert r["threads"] == 1 and r["infer_batch_size"] == 100
     assert r["peak_rss_mb"] > 10
+
+
+def test_bench_pipeline_times_fit_at_the_params_file_settings(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text(params_text({"train.batch_size": 48, "train.threads": 1}), encoding="utf-8")
+    result = invoke("bench", "--images", 480, "--batch-size", 64, "--threads", 1, "--pipeline", "--params", params)
+    assert result.exit_code == 0, result.output
+    r = json.loads(result.stdout.strip())
+    assert r["pipeline_batch_size"] == 48 and r["pipeline_threads"] == 1 and r["pipeline_distort"] is True
+    assert r["pipeline_test_images"] == 10000
+    # one epoch of fit (480 images, curvature, distortions, 10,000 test images) takes longer than a bare one
+    assert r["pipeline_epoch_seconds"] > r["epoch_seconds"] > 0
+    assert r["pipeline_images_per_s"] == pytest.approx(480 / r["pipeline_epoch_seconds"], rel=1e-2)
+
+
+def test_bench_pipeline_refuses_a_bad_params_file(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text(params_text({"train.batch_size": 0}), encoding="utf-8")
+    one_error_line(invoke("bench", "--images", 64, "--pipeline", "--params", params), "batch_size")
 
 
 def test_bench_refuses_an_unknown_dtype():

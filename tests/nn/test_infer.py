@@ -89,3 +89,13 @@ def test_float32_inference_agrees_with_float64():
 def test_forward_refuses_other_shapes(shape):
     with pytest.raises(ValueError, match=r"\(N, 1, 32, 32\)"):
         LeNet5(seed=0).forward(np.zeros(shape))
+
+
+def test_window_columns_are_the_6x6_patches_at_stride_2():
+    from lenet5.nn.infer import _window_cols
+
+    x = np.random.default_rng(2).standard_normal((6, 14, 14, 5)).astype(np.float32)  # (C, H, W, N)
+    cols, Ho, Wo = _window_cols(x)
+    want = np.stack([x[:, r:r + 2 * Ho - 1:2, s:s + 2 * Wo - 1:2, :] for r in range(6) for s in range(6)], axis=1)
+    assert (Ho, Wo) == (5, 5)
+    assert np.array_equal(cols, want.reshape(6 * 36, Ho * Wo * 5))  # (C,36,Ho,Wo,N) -> (36C, Ho*Wo*N)

@@ -230,3 +230,21 @@ def test_rbf_matches_loop_reference_and_finite_differences():
         assert rel_error(dx[:, n], rbf_backward(dy[n], x[:, n], centres)) < 1e-12
     obj = lambda: np.sum(L.rbf_forward(x, centres)[0] * dy)  # noqa: E731
     assert rel_error(dx, numeric_grad(obj, x)) < 1e-6
+
+
+@pytest.mark.parametrize("shape", [(1, 32, 32, 16), (6, 14, 14, 3), (16, 5, 5, 7)])
+def test_im2col_copies_exactly_the_shifted_windows(shape):
+    """Column (c, i, j) of the patch at (r, s) is x[c, r + i, s + j]: the k*k shifted slices, bit for bit."""
+    x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)  # (C, H, W, N)
+    C, H, W, N = shape
+    Ho, Wo = H - 4, W - 4
+    slices = np.stack([x[:, i:i + Ho, j:j + Wo, :] for i in range(5) for j in range(5)], axis=1)  # (C, 25, Ho, Wo, N)
+    assert np.array_equal(L.im2col(x, 5), slices.reshape(C * 25, Ho * Wo * N))  # (C,25,Ho,Wo,N) -> (25C, Ho*Wo*N)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_squash_backward_is_bitwise_dout_times_the_derivative(dtype):
+    rng = np.random.default_rng(3)
+    out, cache = L.squash_forward(rng.standard_normal((6, 28, 28, 5)).astype(dtype))
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    assert L.squash_backward(dout, cache).tobytes() == (dout * L.squash_derivative(cache["out"])).tobytes()

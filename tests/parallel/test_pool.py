@@ -126,3 +126,20 @@ def _alive(pid):
             return f.read().split(") ")[-1][0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_results_of_one_call_are_not_changed_by_the_next():
+    """The workers' results are read from shared memory that the next command overwrites: what a
+    call returned must already be the caller's own arrays."""
+    net = LeNet5(seed=0, threads=2)
+    x, y = batch(64, seed=1)
+    loss, grads, out = net.loss_grads_and_outputs(x, y)
+    kept = ({k: v.copy() for k, v in grads.items()}, out.copy())
+    h = net.curvature(x)
+    kept_h = {k: v.copy() for k, v in h.items()}
+    x2, y2 = batch(64, seed=2)
+    net.loss_grads_and_outputs(x2, y2)
+    net.curvature(x2)
+    net.forward(x2)
+    assert all(np.array_equal(grads[k], kept[0][k]) for k in grads) and np.array_equal(out, kept[1])
+    assert all(np.array_equal(h[k], kept_h[k]) for k in h)
