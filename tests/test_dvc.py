@@ -313,3 +313,16 @@ def test_experiments_travel_between_clones_through_git_and_dvc_remotes(work, tmp
     clone.dvc("exp", "apply", "seed3")
     clone.dvc("pull")
     assert (clone.path / "models/lenet5.npz").read_bytes() == model_a
+
+
+@needs_mnist
+def test_switching_branches_and_back_restores_each_branchs_outputs(branched, tmp_path):
+    repo = branched.repo.copy(tmp_path / "repo", tmp_path / "home")
+    other_model = (repo.path / "models/lenet5.npz").read_bytes()
+    for branch in ("main", "other", "main"):
+        repo.git("checkout", "-q", branch)
+        repo.dvc("checkout")
+        assert repo.git("status", "--porcelain").stdout == "", branch
+        status = repo.dvc("status", check=False)
+        assert status.returncode == 0 and "up to date" in status.out, (branch, status.out)
+        assert ((repo.path / "models/lenet5.npz").read_bytes() == other_model) == (branch == "other")

@@ -40,17 +40,17 @@ def _flat(d, prefix=""):
 
 
 def runs_from_json(records):
-    """[{name, rev, params (flat), error_rate, errors}] of every finished experiment in DVC's JSON.
+    """[{name, rev, commit, params (flat), error_rate, errors}] of every finished experiment in DVC's JSON.
 
     Baselines (commits, the workspace) are left out, and so are experiments that are queued, running
     or failed (DVC shows them with the metrics of their baseline) and runs without a test error.
     """
     runs = []
 
-    def visit(node, baseline, state):
+    def visit(node, baseline, state, commit):
         if isinstance(node, list):
             for n in node:
-                visit(n, baseline, state)
+                visit(n, baseline, state, commit)
             return
         if not isinstance(node, dict):
             return
@@ -62,13 +62,13 @@ def runs_from_json(records):
             metrics = ((data.get("metrics") or {}).get(METRIC[0]) or {}).get("data") or {}
             if isinstance(metrics.get(METRIC[1]), (int, float)) and params:
                 runs.append({"name": node.get("name") or str(node.get("rev", ""))[:7],
-                             "rev": str(node.get("rev", ""))[:7], "params": params,
+                             "rev": str(node.get("rev", ""))[:7], "commit": str(commit or "")[:7], "params": params,
                              "error_rate": float(metrics[METRIC[1]]), "errors": metrics.get("errors")})
         for key in ("experiments", "revs"):
-            visit(node.get(key), False, state)
+            visit(node.get(key), False, state, commit)
 
     for record in records if isinstance(records, list) else []:
-        visit(record, True, None)
+        visit(record, True, None, record.get("rev") if isinstance(record, dict) else None)
     return runs
 
 
@@ -150,12 +150,12 @@ def table(groups):
 
 
 def runs_table(groups):
-    """One row per run: setting, seed, test error, errors, experiment name and commit."""
-    lines = ["| setting | seed | test error | errors | experiment |", "|---|---|---|---|---|"]
+    """One row per run: setting, seed, test error, errors, experiment name and the commit it ran on."""
+    lines = ["| setting | seed | test error | errors | experiment | commit |", "|---|---|---|---|---|---|"]
     for g in groups:
         for r in sorted(g["runs"], key=lambda r: r["params"].get(SEED, 0)):
             lines.append(f"| {g['setting']} | {r['params'].get(SEED)} | {_pct(r['error_rate'])} | {r['errors']} "
-                         f"| {r['name']} |")
+                         f"| {r['name']} | {r['commit']} |")
     return "\n".join(lines)
 
 

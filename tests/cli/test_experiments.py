@@ -32,6 +32,7 @@ def test_only_finished_experiments_are_read():
     runs = runs_from_json(records)
     assert [r["name"] for r in runs] == ["a", "e"]  # no baseline, no running, queued or failed run
     assert runs[0]["params"]["train.seed"] == 0 and runs[0]["error_rate"] == 0.0067 and runs[0]["errors"] == 67
+    assert runs[0]["commit"] == "abc"  # the baseline commit the experiment ran on
     assert runs_from_json({"not": "a list"}) == [] and runs_from_json([]) == []
 
 
