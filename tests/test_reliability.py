@@ -81,6 +81,7 @@ def test_killed_training_resumes_bitwise_identical(tmp_path):
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
     assert not (killed / "models/lenet5.npz").exists()
+    assert not (killed / "metrics/train_log.csv").exists()  # written with the model, at the end
 
     again = run("train", killed)
     assert again.returncode == 0, again.stderr
@@ -275,3 +276,30 @@ def test_an_npz_saved_as_npy_is_refused_in_one_line(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({"format": "lenet5-prepared-1", "files": files}))
     with pytest.raises(Lenet5Error, match="not a readable .npy array"):
         load_prepared(tmp_path)
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_training_leaves_the_earlier_outputs_as_they_were(tmp_path):
+    """An interrupted `train` over an earlier run's outputs: exit 130, and its log, model and metrics
+    are all still the earlier ones (no new log beside an old model)."""
+    folder = make_project(tmp_path / "p", {"train.epochs": 6}, n_train=640, n_test=64)
+    earlier = {"metrics/train_log.csv": b"earlier log", "metrics/train.json": b"earlier metrics",
+               "models/lenet5.npz": b"earlier model"}
+    for rel, data in earlier.items():
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_bytes(data)
+    proc = subprocess.Popen(stage_cmd("train"), cwd=folder, env=stage_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (folder / "checkpoints/last.npz").exists():  # at least one epoch done
+            assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint was written"
+            time.sleep(0.005)
+        os.kill(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 and err.rstrip().splitlines()[-1] == "interrupted", err
+    for rel, data in earlier.items():
+        assert (folder / rel).read_bytes() == data, rel

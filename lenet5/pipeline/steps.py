@@ -59,7 +59,9 @@ def train(params, data, checkpoint, model, metrics, log, timing, progress=True):
     """Train (resuming from the checkpoint when it matches), then write the model, log and metrics.
 
     ``metrics`` holds only what the run computes (the same bytes on every machine that reproduces it,
-    see ``lenet5/cpu.py``); how long it took, its memory and the machine go to ``timing``.
+    see ``lenet5/cpu.py``); how long it took, its memory and the machine go to ``timing``. The log, the
+    model and the metrics are written together once training has ended (the checkpoint holds the log
+    meanwhile), so an interrupted run leaves the earlier set as it was, never a new log beside an old model.
     """
     from threadpoolctl import threadpool_limits
 
@@ -70,14 +72,14 @@ def train(params, data, checkpoint, model, metrics, log, timing, progress=True):
     from ..training.loop import fit
 
     tune_allocator()
+    for out in (model, metrics, log, timing):
+        check_replaceable(out)
     _clean(*{Path(p).parent for p in (model, metrics, log)})
     tx, ty, vx, vy = read_prepared(data)
     t0 = time.perf_counter()
     with threadpool_limits(limits=1, user_api="blas"):  # parallel over batch chunks instead (parallel/)
         net, rows = fit(tx, ty, vx, vy, params.lr_scale, params.train, params.distort, checkpoint,
-                        progress=progress, on_epoch=lambda rows: write_log_csv(log, rows))
-    write_log_csv(log, rows)
-    net.save(model)
+                        progress=progress)
     last = rows[-1]
     result = {
         "train_loss": round(last["train_loss"], 6),
@@ -96,6 +98,8 @@ def train(params, data, checkpoint, model, metrics, log, timing, progress=True):
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "machine": machine(),
     })
+    write_log_csv(log, rows)
+    net.save(model)
     write_json(metrics, result)
     return {**result, "training_seconds": round(seconds, 1)}
 
