@@ -51,6 +51,14 @@ def pin_blas():
     return True
 
 
+def blas():
+    """threadpoolctl's record of the BLAS library NumPy loaded (``architecture`` is the kernel,
+    ``num_threads``, ``internal_api``, ``version``); empty if there is none."""
+    from threadpoolctl import threadpool_info
+
+    return next((i for i in threadpool_info() if i.get("user_api") == "blas"), {})
+
+
 def provenance():
     """What produced a run's numbers: NumPy, its BLAS and kernel, whether the kernel is the pinned one.
 
@@ -58,10 +66,9 @@ def provenance():
     ``machine()``), so that it can live in the committed metrics.
     """
     import numpy as np
-    from threadpoolctl import threadpool_info
 
-    blas = next((i for i in threadpool_info() if i.get("user_api") == "blas"), {})
-    kernel = blas.get("architecture")
+    info = blas()
+    kernel = info.get("architecture")
     pinned = kernel == KERNEL
     if pinned:
         note = "bitwise reproducible on any x86-64 CPU with AVX2 and FMA"
@@ -71,7 +78,7 @@ def provenance():
         note = "this CPU lacks AVX2/FMA: results differ from the committed run in the last digits"
     else:
         note = "NumPy was loaded before lenet5 could choose its kernel: results may differ in the last digits"
-    return {"numpy": np.__version__, "blas": f"{blas.get('internal_api')} {blas.get('version')}",
+    return {"numpy": np.__version__, "blas": f"{info.get('internal_api')} {info.get('version')}",
             "blas_kernel": kernel, "reproducible": pinned, "note": note}
 
 

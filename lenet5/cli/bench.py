@@ -23,6 +23,7 @@ import numpy as np
 
 import typer
 
+from ..cpu import blas
 from ..errors import Lenet5Error
 from ..model import LeNet5
 from ..parallel.allocator import tune_allocator
@@ -35,10 +36,8 @@ TEST_IMAGES = 10_000  # the pipeline epoch's test pass, as MNIST's test set
 
 def _blas_info():
     """(threads, backend) of the BLAS library NumPy uses."""
-    from threadpoolctl import threadpool_info
-
-    info = [i for i in threadpool_info() if i.get("user_api") == "blas"]
-    return (info[0]["num_threads"], info[0].get("internal_api")) if info else (None, None)
+    info = blas()
+    return info.get("num_threads"), info.get("internal_api")
 
 
 def random_data(images, seed=0, dtype="float32"):

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -26,6 +27,7 @@ SEED = "train.seed"
 METRIC = ("metrics/eval.json", "error_rate")
 BEGIN, END = "<!-- lenet5 experiments: begin -->", "<!-- lenet5 experiments: end -->"
 MAX_JSON = 64 << 20  # bytes of `dvc exp show --json` read at most
+MAX_MARKDOWN = 1 << 20  # EXPERIMENTS.md is about 20 kB
 
 
 def _flat(d, prefix=""):
@@ -73,21 +75,30 @@ def runs_from_json(records):
 
 
 def read_dvc_experiments(repo="."):
-    """``dvc exp show --json`` of ``repo``, parsed; one-line errors when DVC fails."""
+    """``dvc exp show --json`` of ``repo``, parsed; at most ``MAX_JSON`` bytes are read, and every
+    failure is one line."""
+    errors = tempfile.TemporaryFile()  # a file, not a pipe: a chatty stderr can never block stdout
     try:
-        p = subprocess.run(["dvc", "exp", "show", "--json", "--all-commits"], cwd=repo, capture_output=True,
-                           timeout=600, env={**os.environ, "DVC_NO_ANALYTICS": "1"})
+        p = subprocess.Popen(["dvc", "exp", "show", "--json", "--all-commits"], cwd=repo, stdout=subprocess.PIPE,
+                             stderr=errors, env={**os.environ, "DVC_NO_ANALYTICS": "1"})
     except FileNotFoundError:
         raise Lenet5Error("experiments: the `dvc` command was not found (install the project's dependencies)") from None
-    except subprocess.TimeoutExpired:
-        raise Lenet5Error("experiments: `dvc exp show --json` took more than 600 s") from None
+    except NotADirectoryError:
+        raise Lenet5Error(f"experiments: --repo {repo}: not a folder") from None
+    with p:
+        out = p.stdout.read(MAX_JSON + 1)
+        if len(out) > MAX_JSON:
+            p.kill()
+            raise Lenet5Error(f"experiments: `dvc exp show --json` printed more than {MAX_JSON >> 20} MiB")
+        p.wait()
+    errors.seek(max(0, os.fstat(errors.fileno()).st_size - 4096))
+    err = errors.read()
+    errors.close()
     if p.returncode != 0:
-        last = (p.stderr.decode(errors="replace").strip().splitlines() or ["no message"])[-1]
+        last = (err.decode(errors="replace").strip().splitlines() or ["no message"])[-1]
         raise Lenet5Error(f"experiments: `dvc exp show --json` failed: {last}")
-    if len(p.stdout) > MAX_JSON:
-        raise Lenet5Error(f"experiments: `dvc exp show --json` printed more than {MAX_JSON >> 20} MiB")
     try:
-        return json.loads(p.stdout)
+        return json.loads(out)
     except (ValueError, RecursionError) as e:
         raise Lenet5Error(f"experiments: `dvc exp show --json` printed no readable JSON ({e})") from None
 
@@ -162,7 +173,15 @@ def runs_table(groups):
 def write_markdown(path, groups, command):
     """Replace the text between the markers of ``path`` (or append it) with the tables."""
     path = Path(path)
-    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    old = ""
+    if path.exists():
+        if not path.is_file() or path.stat().st_size > MAX_MARKDOWN:
+            raise Lenet5Error(f"experiments: --markdown {path}: expected a Markdown file of at most "
+                              f"{MAX_MARKDOWN >> 20} MiB")
+        try:
+            old = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise Lenet5Error(f"experiments: --markdown {path}: not UTF-8 text") from None
     body = (f"{BEGIN}\n_Written by `{command}` from DVC's experiments; do not edit by hand._\n\n"
             f"{table(groups)}\n\nEvery run:\n\n{runs_table(groups)}\n{END}")
     if BEGIN in old and END in old:

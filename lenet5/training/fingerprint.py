@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cpu import blas
 from ..parallel.pool import resolve_threads
 
 # Inside the lenet5 package: files and folders (every file below them).
@@ -79,9 +80,7 @@ def params_fingerprint(block) -> str:
 def blas_kernel():
     """The matrix-product kernel OpenBLAS runs in this process (``lenet5/cpu.py`` pins it): another
     kernel sums in another order, so a checkpoint of one is not resumed under the other."""
-    from threadpoolctl import threadpool_info
-
-    return next((i.get("architecture") for i in threadpool_info() if i.get("user_api") == "blas"), None)
+    return blas().get("architecture")
 
 
 def training_fingerprint(lr_scale, train, distort, digest):

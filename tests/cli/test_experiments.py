@@ -2,10 +2,14 @@
 the seed-aware verdict, and the Markdown written between its markers."""
 
 import math
+import os
 
 import pytest
 
+from conftest import ROOT, invoke, one_error_line
+from lenet5.cli import experiments
 from lenet5.cli.experiments import BEGIN, END, runs_from_json, summarize, table, write_markdown
+from lenet5.errors import Lenet5Error
 
 BASE = {"lr_scale": 100.0, "train": {"seed": 0, "epochs": 20}, "distort": {"enabled": True}}
 
@@ -73,3 +77,43 @@ def test_markdown_is_written_between_the_markers_and_rewritten_in_place(tmp_path
     assert first.count(BEGIN) == 1 and first.count(END) == 1 and "| a |" in first and "| b |" in first
     write_markdown(path, groups, "lenet5 experiments --markdown EXPERIMENTS.md")
     assert path.read_text() == first
+
+
+FAKE_DVC = "#!/bin/sh\n{body}\n"
+
+
+@pytest.mark.parametrize("body, words", [
+    ("echo 'ERROR: not a DVC repository' >&2; exit 253", "failed: ERROR: not a DVC repository"),
+    ("echo '{[not json'", "printed no readable JSON"),
+    ("echo '[]'", "no finished experiment"),
+])
+def test_what_dvc_prints_is_checked_with_one_error_line(tmp_path, monkeypatch, body, words):
+    fake = tmp_path / "bin" / "dvc"
+    fake.parent.mkdir()
+    fake.write_text(FAKE_DVC.format(body=body))
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    line = one_error_line(invoke("experiments", "--params", ROOT / "params.yaml"), words)
+    assert line.startswith("error: experiments: ")
+
+
+def test_dvc_output_is_read_within_a_bound(tmp_path, monkeypatch):
+    monkeypatch.setattr(experiments, "MAX_JSON", 1000)
+    fake = tmp_path / "bin" / "dvc"
+    fake.parent.mkdir()
+    fake.write_text(FAKE_DVC.format(body="yes '[1,' | head -c 5000000"))
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    one_error_line(invoke("experiments", "--params", ROOT / "params.yaml"), "printed more than")
+
+
+def test_a_markdown_target_that_is_not_a_small_text_file_is_refused(tmp_path):
+    groups = summarize(runs_from_json(dvc_json(exp("a", 0, 0.0067))))
+    for path, words in ((tmp_path, "expected a Markdown file"), (tmp_path / "big.md", "expected a Markdown file"),
+                        (tmp_path / "bin.md", "not UTF-8")):
+        if path.name == "big.md":
+            path.write_bytes(b"x" * (experiments.MAX_MARKDOWN + 1))
+        elif path.name == "bin.md":
+            path.write_bytes(b"\xff\xfe")
+        with pytest.raises(Lenet5Error, match=words):
+            write_markdown(path, groups, "lenet5 experiments")
