@@ -131,11 +131,12 @@ def test_train_then_evaluate_on_synthetic_data(prepared):
     tmp, params, data = prepared
     files = {k: tmp / v for k, v in dict(checkpoint="ck/last.npz", model="models/m.npz", metrics="m/train.json",
                                           log="m/log.csv", eval="m/eval.json", confusion="m/conf.csv",
-                                          plots="plots").items()}
+                                          plots="plots", timing="logs/timing.json").items()}
     result = invoke("train", "--params", params, "--data", data, "--checkpoint", files["checkpoint"],
                     "--model", files["model"], "--metrics", files["metrics"], "--log", files["log"],
-                    "--no-progress")
+                    "--timing", files["timing"], "--no-progress")
     assert result.exit_code == 0, result.output
+    assert json.loads(files["timing"].read_text())["peak_rss_mb"] > 0  # measurements apart from the metrics
     assert json.loads(files["metrics"].read_text())["epochs"] == 1
     assert len(files["log"].read_text().splitlines()) == 2
     LeNet5.load(files["model"])  # a valid checkpoint

@@ -170,7 +170,8 @@ def trained(tmp_path_factory):
     set_params(params, {"preprocess.train_limit": 3000, "preprocess.test_limit": 100, "train.epochs": 2})
     assert invoke("preprocess", "--params", params, "--raw", tmp, "--out", tmp / "data").exit_code == 0
     result = invoke("train", "--params", params, "--data", tmp / "data", "--checkpoint", tmp / "last.npz",
-                    "--model", tmp / "m.npz", "--metrics", tmp / "t.json", "--log", tmp / "log.csv", "--no-progress")
+                    "--model", tmp / "m.npz", "--metrics", tmp / "t.json", "--log", tmp / "log.csv",
+                    "--timing", tmp / "timing.json", "--no-progress")
     assert result.exit_code == 0, result.output
     return tmp / "m.npz"
 
