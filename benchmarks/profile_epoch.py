@@ -10,9 +10,9 @@ faults are given for this process and for the worker (from ``/proc``; the worker
 
 Part 2, per layer: the same epoch and a bare batch-256 epoch (forward, backward, SDLM update) in ONE
 process (``threads: 1``), with every layer function timed (exclusive times: im2col/col2im are
-counted apart from their convolution; ``gemm + rest`` is the convolution's own time). With 2
-processes the next batch's distortions are resampled in a background thread
-(``training/prefetch.py``): that time is listed apart, below the sum, as it overlaps the rest.
+counted apart from their convolution; ``gemm + rest`` is the convolution's own time; C1 and C3
+are computed over 2x2 windows, ``nn/window.py``). Distortions run in the loop's thread
+(``training/batches.py``).
 
 Usage: ``python benchmarks/profile_epoch.py [--images N] [--parts 12]`` (timers add ~2 % overhead).
 """
@@ -24,7 +24,6 @@ import os
 import resource
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -36,19 +35,19 @@ import lenet5.model as model_mod  # noqa: E402
 import lenet5.nn.infer as infer_mod  # noqa: E402
 import lenet5.nn.network as network  # noqa: E402
 import lenet5.nn.layers as L  # noqa: E402
+import lenet5.nn.window as Win  # noqa: E402
 import lenet5.parallel.pool as pool_mod  # noqa: E402
 import lenet5.training.loop as loop  # noqa: E402
-import lenet5.training.prefetch as prefetch  # noqa: E402
+import lenet5.training.batches as batches_mod  # noqa: E402
 from lenet5.cli.bench import random_data  # noqa: E402
 from lenet5.pipeline.config import load_params  # noqa: E402
 from lenet5.training.sdlm import sdlm_update, step_sizes  # noqa: E402
 
 EXCL = collections.defaultdict(float)  # label -> exclusive seconds
-BACKGROUND = collections.defaultdict(float)  # label -> seconds spent in other threads
 CALLS = collections.Counter()
 STACK = []  # [label, child seconds] of the timed calls in progress
 PHASE = ["-"]
-LAYER = {(6, 28, 28): "C1", (6, 14, 14): "S2", (16, 10, 10): "C3", (16, 5, 5): "S4", (120,): "C5", (84,): "F6",
+LAYER = {(6, 28, 28): "C1", (6, 14, 14): "S2", (16, 10, 10): "C3", (16, 5, 5): "S4", (120,): "C5", (84,): "F6", (24,): "C1", (64,): "C3",
          6: "C1", 16: "C3", 120: "C5", 84: "F6"}
 
 
@@ -92,9 +91,16 @@ def patch_layers():
     L.conv_backward = timed(L.conv_backward,
                             lambda d, c, need_dx=True: p(f"{LAYER[c['w'].shape[0]]} conv bwd gemm + rest"))
     L.conv_curvature = timed(L.conv_curvature, lambda d, c, need_dx=True: p(f"{LAYER[c['w'].shape[0]]} conv squares"))
-    L.subsample_forward = timed(L.subsample_forward, lambda x, c, b: p(f"{sub[x.shape[0]]} subsample fwd"))
-    L.subsample_backward = timed(L.subsample_backward, lambda d, c: p(f"{sub[d.shape[0]]} subsample bwd"))
-    L.subsample_curvature = timed(L.subsample_curvature, lambda d, c: p(f"{sub[d.shape[0]]} subsample squares"))
+    win = {1: "C1", 6: "C3"}  # a windowed convolution's input channels -> its name
+    Win.window_cols = timed(Win.window_cols, lambda x: p(f"{win[x.shape[0]]} window im2col"))
+    Win.window_col2im = timed(Win.window_col2im, lambda d, s: p(f"{win[s[0]]} window col2im"))
+    Win.conv_forward = timed(Win.conv_forward, lambda x, w, b: p(f"{LAYER[w.shape[0]]} window conv fwd gemm + rest"))
+    Win.conv_backward = timed(Win.conv_backward,
+                              lambda d, c, need_dx=True: p(f"{LAYER[c['F']]} window conv bwd gemm + rest"))
+    Win.conv_curvature = timed(Win.conv_curvature, lambda d, c, need_dx=True: p(f"{LAYER[c['F']]} conv squares"))
+    Win.subsample_forward = timed(Win.subsample_forward, lambda x, c, b, s: p(f"{sub[s[0]]} subsample fwd"))
+    Win.subsample_backward = timed(Win.subsample_backward, lambda d, c: p(f"{sub[d.shape[0]]} subsample bwd"))
+    Win.subsample_curvature = timed(Win.subsample_curvature, lambda d, c: p(f"{sub[d.shape[0]]} subsample squares"))
     L.full_forward = timed(L.full_forward, lambda x, w, b: p("F6 full fwd"))
     L.full_backward = timed(L.full_backward, lambda d, c, need_dx=True: p("F6 full bwd"))
     L.full_curvature = timed(L.full_curvature, lambda d, c, need_dx=True: p("F6 full squares"))
@@ -108,7 +114,7 @@ def patch_layers():
     model_mod.curvature = phased(model_mod.curvature, "curv")
     model_mod.infer = phased(model_mod.infer, "test")
     q = lambda s: lambda t, *a: p(f"{ {1: 'C1+S2', 6: 'C3+S4', 16: 'C5'}[t.shape[0]]} {s}")  # noqa: E731
-    infer_mod._window_cols = timed(infer_mod._window_cols, q("window im2col"))
+    infer_mod.window_cols = timed(infer_mod.window_cols, q("window im2col"))
     infer_mod._conv_subsample_tanh = timed(infer_mod._conv_subsample_tanh, q("window gemm + sums + tanh"))
     infer_mod.im2col = timed(infer_mod.im2col, q("im2col"))
     infer_mod._conv_tanh = timed(infer_mod._conv_tanh, q("gemm + tanh"))
@@ -124,20 +130,8 @@ def cpu_of(pid):
 def patch_loop():
     """Time the epoch loop's steps (fit's own structure is left as it is)."""
     loop._augment = timed(loop._augment, lambda *a: "distortions of the curvature sample")
-    prefetch._draw = timed(prefetch._draw, lambda *a: "distortions: random draws")
-    apply = prefetch._apply
-    apply_here = timed(apply, lambda *a: "distortions: resampling")
-
-    def apply_timed(*a):  # in the background thread (threads > 1): timed apart from the main thread's STACK
-        if threading.current_thread() is threading.main_thread():
-            return apply_here(*a)
-        t0 = time.perf_counter()
-        try:
-            return apply(*a)
-        finally:
-            BACKGROUND["distortions: resampling (background thread, overlapped with the gradient)"] += \
-                time.perf_counter() - t0
-    prefetch._apply = apply_timed
+    batches_mod._draw = timed(batches_mod._draw, lambda *a: "distortions: random draws")
+    batches_mod._apply = timed(batches_mod._apply, lambda *a: "distortions: resampling")
     loop.sdlm_update = timed(loop.sdlm_update, lambda *a, **k: "SDLM update")
     loop.save_checkpoint = timed(loop.save_checkpoint, lambda *a: "checkpoint write (not in the epoch's seconds)")
     for name, label in (("loss_grads_and_outputs", "gradient: copies + pipes + combine"),
@@ -160,10 +154,7 @@ def report(title, total, extra=""):
             print(f"  {s:8.3f} s  {100 * s / total:5.1f} %  {label}  ({CALLS[label]} calls)")
     rest = total - sum(s for label, s in EXCL.items() if not label.startswith("checkpoint"))
     print(f"  {rest:8.3f} s  {100 * rest / total:5.1f} %  "
-          "the rest (loop, loss bookkeeping, labels, waits for the distortion thread)")
-    for label, s in BACKGROUND.items():
-        print(f"  {s:8.3f} s  {100 * s / total:5.1f} %  {label}")
-    BACKGROUND.clear()
+          "the rest (loop, loss bookkeeping, labels)")
     EXCL.clear()
     CALLS.clear()
 

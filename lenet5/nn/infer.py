@@ -6,13 +6,8 @@ the RBF penalties, so this pass keeps nothing and does less arithmetic per unit:
 - The squash f(a) = A tanh(S a) (eq. 6) is split: the S is folded into the weights and bias that
   make ``a``, and the A into the weights of the layer that reads ``f(a)``. Each unit then costs one
   matrix product (or window sum), one bias add and one tanh, all in place.
-- Each convolution and the subsampling after it are one matrix product over 2x2 windows: the four
-  outputs of a window (its offsets (0,0), (0,1), (1,0), (1,1)) are four rows of the weight matrix,
-  reading one 6x6 input patch per window at stride 2. Against one 5x5 patch per output, that is
-  2.8x smaller im2col columns, a matrix product with 4x as many rows (which BLAS runs far better:
-  C1 alone has 6), and a subsampling that adds four contiguous blocks; it costs 1.44x the
-  multiply-adds (the zeros around each 5x5 kernel in its 6x6 frame). Measured on one core, in
-  sub-batches of 64: 37,000-39,000 images/s against 24,000-27,000 for one output per patch.
+- Each convolution and the subsampling after it are one matrix product over 2x2 windows, as in
+  training (``window.py``), with the subsampling's sums, coefficient, bias and tanh done in place.
 - Images go through in sub-batches (their size is decided with the rest of the batching, in
   ``lenet5/parallel/chunks.py``), so that the im2col columns stay in the CPU's cache instead of
   streaming through main memory.
@@ -23,7 +18,8 @@ checks it in float64. Layout inside is channels first, batch last, as in ``layer
 
 import numpy as np
 
-from .layers import SQUASH_A, SQUASH_S, im2col, windows
+from .layers import SQUASH_A, SQUASH_S, im2col
+from .window import window_cols, window_weights
 
 
 def fold(params):
@@ -52,31 +48,12 @@ def fold(params):
     return {k: np.ascontiguousarray(v, dtype=dtype) for k, v in f.items()}
 
 
-def window_weights(w):
-    """``(F, C, 5, 5)`` kernels -> ``(4F, 36C)``: row (f, dr, ds) is kernel f placed at offset
-    (dr, ds) in a 6x6 frame, so that one product with a 6x6 patch gives that window output."""
-    F, C, k, _ = w.shape
-    out = np.zeros((F, 2, 2, C, k + 1, k + 1), dtype=w.dtype)
-    for dr in (0, 1):
-        for ds in (0, 1):
-            out[:, dr, ds, :, dr:dr + k, ds:ds + k] = w
-    return out.reshape(4 * F, C * (k + 1) ** 2)  # (F,2,2,C,6,6) -> (4F, 36C)
-
-
-def _window_cols(t):
-    """The 6x6 patches at stride 2 of t ``(C, H, W, N)`` as columns ``(36C, Ho*Wo*N)``,
-    Ho = (H-4)/2: patch (i, j) covers the 2x2 window (i, j) of a 5x5 convolution's output."""
-    C, H, W, N = t.shape
-    Ho, Wo = (H - 4) // 2, (W - 4) // 2
-    cols = np.empty((C, 6, 6, Ho, Wo, N), dtype=t.dtype)
-    cols[...] = windows(t, 6, 2)  # one copy of every patch (was 36 slice copies)
-    return cols.reshape(C * 36, Ho * Wo * N), Ho, Wo  # (C,6,6,Ho,Wo,N) -> (36C, Ho*Wo*N)
-
-
 def _conv_subsample_tanh(t, w, b, coef, cb):
     """A 5x5 convolution + squash, then 2x2 subsampling + squash: ``(C, H, W, N)`` ->
     ``(F, (H-4)/2, (W-4)/2, N)``, with the window matrix w ``(4F, 36C)`` of ``window_weights``."""
-    cols, Ho, Wo = _window_cols(t)
+    C, H, W, N = t.shape
+    Ho, Wo = (H - 4) // 2, (W - 4) // 2
+    cols = window_cols(t)  # (36C, Ho*Wo*N)
     F = w.shape[0] // 4
     a = w @ cols  # (4F, 36C) @ (36C, Ho*Wo*N) -> (4F, Ho*Wo*N)
     a += b

@@ -9,6 +9,7 @@ and shared out between processes is decided above this layer (``lenet5/parallel`
 import numpy as np
 
 from . import layers as L
+from . import window as Win
 from .architecture import INPUT_SHAPE, PARAM_SHAPES
 from .losses import loss_and_dy
 
@@ -26,13 +27,13 @@ def forward(x, params, centres):
     check_input(x)
     c = {}
     h = np.ascontiguousarray(x.reshape(n, 32 * 32).T).reshape(1, 32, 32, n)  # (N,1,32,32) -> (1,32,32,N)
-    a, c["C1"] = L.conv_forward(h, p["C1.weight"], p["C1.bias"])  # (6,28,28,N)
+    a, c["C1"] = Win.conv_forward(h, p["C1.weight"], p["C1.bias"])  # (24, 14*14*N): C1 by 2x2 window
     h, c["C1f"] = L.squash_forward(a)
-    a, c["S2"] = L.subsample_forward(h, p["S2.coef"], p["S2.bias"])  # (6,14,14,N)
+    a, c["S2"] = Win.subsample_forward(h, p["S2.coef"], p["S2.bias"], (6, 14, 14, n))  # (6,14,14,N)
     h, c["S2f"] = L.squash_forward(a)
-    a, c["C3"] = L.conv_forward(h, p["C3.weight"], p["C3.bias"])  # (16,10,10,N)
+    a, c["C3"] = Win.conv_forward(h, p["C3.weight"], p["C3.bias"])  # (64, 5*5*N): C3 by 2x2 window
     h, c["C3f"] = L.squash_forward(a)
-    a, c["S4"] = L.subsample_forward(h, p["S4.coef"], p["S4.bias"])  # (16,5,5,N)
+    a, c["S4"] = Win.subsample_forward(h, p["S4.coef"], p["S4.bias"], (16, 5, 5, n))  # (16,5,5,N)
     h, c["S4f"] = L.squash_forward(a)
     a, c["C5"] = L.conv_forward(h, p["C5.weight"], p["C5.bias"])  # (120,1,1,N)
     h, c["C5f"] = L.squash_forward(a.reshape(120, n))  # (120,1,1,N) -> (120,N)
@@ -49,7 +50,8 @@ def backprop(d, c, mask, curvature=False):
     the ``(16, 6, 1, 1)`` Table I mask. Returns a dict keyed like the parameters.
     """
     conv = L.conv_curvature if curvature else L.conv_backward
-    sub = L.subsample_curvature if curvature else L.subsample_backward
+    wconv = Win.conv_curvature if curvature else Win.conv_backward
+    sub = Win.subsample_curvature if curvature else Win.subsample_backward
     full = L.full_curvature if curvature else L.full_backward
     sq = L.squash_curvature if curvature else L.squash_backward
     g, n = {}, d.shape[1]
@@ -60,12 +62,12 @@ def backprop(d, c, mask, curvature=False):
     d = sq(d, c["S4f"])
     d, g["S4.coef"], g["S4.bias"] = sub(d, c["S4"])
     d = sq(d, c["C3f"])
-    d, g["C3.weight"], g["C3.bias"] = conv(d, c["C3"])
+    d, g["C3.weight"], g["C3.bias"] = wconv(d, c["C3"])
     g["C3.weight"] *= mask  # connections absent from Table I have no gradient
     d = sq(d, c["S2f"])
     d, g["S2.coef"], g["S2.bias"] = sub(d, c["S2"])
     d = sq(d, c["C1f"])
-    _, g["C1.weight"], g["C1.bias"] = conv(d, c["C1"], need_dx=False)
+    _, g["C1.weight"], g["C1.bias"] = wconv(d, c["C1"], need_dx=False)
     return {k: g[k] for k in PARAM_SHAPES}
 
 

@@ -20,7 +20,7 @@ from ..parallel.pool import resolve_threads
 from .checkpoint import remove_stale_temps, resume, save_checkpoint
 from .distort import distort_batch, keep_originals
 from .fingerprint import data_digest, training_fingerprint
-from .prefetch import batches
+from .batches import batches
 from .sdlm import eta_for_epoch, sdlm_update, step_sizes, zero_velocity
 
 
@@ -94,7 +94,7 @@ def fit(train_x, train_y, test_x, test_y, lr_scale, train, distort, checkpoint_p
         bar = _progress(progress, nb, f"epoch {epoch}/{train.epochs}  lr {eta:.2e}")
         loss_sum, errors = 0.0, 0
         try:
-            for b, (idx, xb) in enumerate(batches(train_x, order, bs, rng, distort, net.threads > 1)):  # as _augment
+            for b, (idx, xb) in enumerate(batches(train_x, order, bs, rng, distort)):  # as _augment
                 yb = train_y[idx]
                 loss, grads, y = net.loss_grads_and_outputs(xb, yb, train.criterion, train.j)
                 if not np.isfinite(loss):

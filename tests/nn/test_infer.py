@@ -8,7 +8,8 @@ to rounding in float64 on every sub-batch boundary, and the loop network of refe
 import numpy as np
 import pytest
 
-from lenet5.nn.infer import fold, infer, window_weights
+from lenet5.nn.infer import fold, infer
+from lenet5.nn.window import window_weights
 from lenet5.parallel.chunks import PIECE as SUB_BATCH
 from lenet5.nn.layers import SQUASH_A, SQUASH_S
 from lenet5.model import LeNet5
@@ -64,19 +65,6 @@ def test_fold_moves_the_squash_constants_into_the_weights():
     assert np.any(f["C1"] != 0)
 
 
-def test_window_weights_give_the_four_outputs_of_each_2x2_window():
-    rng = np.random.default_rng(4)
-    w = rng.normal(size=(3, 2, 5, 5))  # (F, C, 5, 5)
-    patch = rng.normal(size=(2, 6, 6))  # (C, 6, 6): the input under one 2x2 window of outputs
-    out = (window_weights(w) @ patch.reshape(72)).reshape(3, 2, 2)  # (F, dr, ds)
-    for f in range(3):
-        for dr in (0, 1):
-            for ds in (0, 1):
-                direct = (w[f] * patch[:, dr:dr + 5, ds:ds + 5]).sum()  # the plain 5x5 convolution there
-                assert out[f, dr, ds] == pytest.approx(direct, rel=1e-12)
-    assert window_weights(w).shape == (12, 72) and np.count_nonzero(window_weights(w)) == 4 * w.size
-
-
 def test_float32_inference_agrees_with_float64():
     x = np.random.default_rng(3).uniform(-0.1, 1.175, size=(70, 1, 32, 32))
     y64 = lively_net(34).forward(x)
@@ -89,13 +77,3 @@ def test_float32_inference_agrees_with_float64():
 def test_forward_refuses_other_shapes(shape):
     with pytest.raises(ValueError, match=r"\(N, 1, 32, 32\)"):
         LeNet5(seed=0).forward(np.zeros(shape))
-
-
-def test_window_columns_are_the_6x6_patches_at_stride_2():
-    from lenet5.nn.infer import _window_cols
-
-    x = np.random.default_rng(2).standard_normal((6, 14, 14, 5)).astype(np.float32)  # (C, H, W, N)
-    cols, Ho, Wo = _window_cols(x)
-    want = np.stack([x[:, r:r + 2 * Ho - 1:2, s:s + 2 * Wo - 1:2, :] for r in range(6) for s in range(6)], axis=1)
-    assert (Ho, Wo) == (5, 5)
-    assert np.array_equal(cols, want.reshape(6 * 36, Ho * Wo * 5))  # (C,36,Ho,Wo,N) -> (36C, Ho*Wo*N)

@@ -1,4 +1,4 @@
-"""Tests of lenet5.training.prefetch.batches: the same batches, bit for bit, and the same random
+"""Tests of lenet5.training.batches.batches: the same batches, bit for bit, and the same random
 numbers drawn, as distorting each batch in turn with loop._augment."""
 
 import dataclasses
@@ -9,7 +9,7 @@ import pytest
 from conftest import committed_params
 from lenet5.pipeline.config import params_from_dict
 from lenet5.training.loop import _augment
-from lenet5.training.prefetch import batches
+from lenet5.training.batches import batches
 
 DISTORT = params_from_dict(committed_params()).distort
 
@@ -21,14 +21,13 @@ def sequential(x, order, bs, rng, distort):
 @pytest.mark.parametrize("changes", [{}, {"originals": 0.0}, {"translate": 0.0, "scale": 0.0, "squeeze": 0.0,
                                                                 "shear": 0.0}, {"enabled": False}])
 @pytest.mark.parametrize("n, bs", [(100, 32), (64, 32), (5, 32), (0, 32)])
-@pytest.mark.parametrize("ahead", [True, False])
-def test_batches_equal_augmenting_each_batch_in_turn(changes, n, bs, ahead):
+def test_batches_equal_augmenting_each_batch_in_turn(changes, n, bs):
     distort = dataclasses.replace(DISTORT, **changes)
     x = np.random.default_rng(0).uniform(-0.1, 1.175, size=(120, 1, 32, 32)).astype(np.float32)  # (N, 1, 32, 32)
     order = np.random.default_rng(1).permutation(120)[:n]
     r1, r2 = np.random.default_rng(7), np.random.default_rng(7)
     want = sequential(x, order, bs, r1, distort)
-    got = list(batches(x, order, bs, r2, distort, ahead))
+    got = list(batches(x, order, bs, r2, distort))
     assert len(got) == len(want) == -(-n // bs)
     for (i1, x1), (i2, x2) in zip(want, got):
         assert np.array_equal(i1, i2)
@@ -36,11 +35,3 @@ def test_batches_equal_augmenting_each_batch_in_turn(changes, n, bs, ahead):
     assert r1.bit_generator.state == r2.bit_generator.state  # nothing drawn beyond the last batch
     if distort.enabled and distort.translate and n:
         assert not np.array_equal(got[0][1], x[order[:bs]])  # the distortions really ran
-
-
-def test_an_error_in_the_background_thread_is_raised_in_the_caller():
-    from lenet5.errors import Lenet5Error
-
-    x = np.ones((40, 1, 32, 32), dtype=np.int32)  # affine_warp refuses integer images
-    with pytest.raises(Lenet5Error, match="float32"):
-        list(batches(x, np.arange(40), 32, np.random.default_rng(0), DISTORT))
