@@ -31,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import lenet5.pipeline  # noqa: E402,F401  (first: pins the OpenBLAS kernel as the pipeline does, cpu.py)
 import lenet5.model as model_mod  # noqa: E402
 import lenet5.nn.infer as infer_mod  # noqa: E402
 import lenet5.nn.network as network  # noqa: E402

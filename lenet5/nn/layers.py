@@ -9,6 +9,10 @@ already the next layer's input (BLAS runs it far faster than the tall, thin
 or upsampling step moves contiguous runs of at least N numbers instead of rows of 5 to 28.
 The public parameter shapes keep the usual ``(F, C, kh, kw)`` order.
 
+The network runs C5 through ``conv_forward`` here; C1+S2 and C3+S4 run through ``window.py``, which
+computes a convolution and the subsampling after it over 2x2 windows and is tested against the plain
+convolution and subsampling of this file.
+
 The same backward functions give the Gauss-Newton curvature of Appendix C: the second-derivative
 backprop of eqs. 25-27 is the gradient backprop with every multiplier squared (weights, inputs and
 f'(a)). ``*_curvature(d2out, cache)`` functions do exactly that by calling the backward function on a

@@ -2,7 +2,8 @@
 
 Pure functions of the parameters (a dict keyed as ``architecture.PARAM_SHAPES``), the fixed RBF
 centres ``(10, 84)`` and the images ``(N, 1, 32, 32)``. Inside, feature maps travel channels first
-and batch last, ``(C, H, W, N)``, as in ``layers.py``. How a batch is cut into cache-sized pieces
+and batch last, ``(C, H, W, N)``, as in ``layers.py``; C1 and C3 give their outputs grouped by the
+2x2 windows of S2 and S4 (``window.py``). How a batch is cut into cache-sized pieces
 and shared out between processes is decided above this layer (``lenet5/parallel``).
 """
 
