@@ -51,21 +51,21 @@ def fold(params):
 def _conv_subsample_tanh(t, w, b, coef, cb):
     """A 5x5 convolution + squash, then 2x2 subsampling + squash: ``(C, H, W, N)`` ->
     ``(F, (H-4)/2, (W-4)/2, N)``, with the window matrix w ``(4F, 36C)`` of ``window_weights``."""
-    C, H, W, N = t.shape
+    _, H, W, N = t.shape
     Ho, Wo = (H - 4) // 2, (W - 4) // 2
     cols = window_cols(t)  # (36C, Ho*Wo*N)
     F = w.shape[0] // 4
     a = w @ cols  # (4F, 36C) @ (36C, Ho*Wo*N) -> (4F, Ho*Wo*N)
     a += b
     np.tanh(a, out=a)
-    a = a.reshape(F, 4, Ho * Wo * t.shape[3])  # (4F, M) -> (F, 4, M): the four outputs of each window
+    a = a.reshape(F, 4, Ho * Wo * N)  # (4F, M) -> (F, 4, M): the four outputs of each window
     s = a[:, 0] + a[:, 1]
     s += a[:, 2]
     s += a[:, 3]
     s *= coef
     s += cb
     np.tanh(s, out=s)
-    return s.reshape(F, Ho, Wo, t.shape[3])  # (F, Ho*Wo*N) -> (F, Ho, Wo, N)
+    return s.reshape(F, Ho, Wo, N)  # (F, Ho*Wo*N) -> (F, Ho, Wo, N)
 
 
 def _conv_tanh(t, w, b, k):

@@ -46,7 +46,8 @@ def fold_window_weights(dw):
 
 
 def window_cols(x):
-    """The 6x6 patches at stride 2 of x ``(C, H, W, N)`` as columns ``(36C, Ho*Wo*N)``, Ho = (H-4)/2:
+    """The 6x6 patches at stride 2 of x ``(C, H, W, N)``, H and W even, as columns ``(36C, Ho*Wo*N)``,
+    Ho = (H-4)/2:
     patch (i, j) covers the 2x2 window (i, j) of a 5x5 convolution's output.
 
     The image is first split into its four phases (even/odd rows x even/odd columns, (C, a, b, H/2,

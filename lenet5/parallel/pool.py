@@ -18,10 +18,11 @@ inference at 33,600-47,800 images/s with two threads and 41,700-49,200 with two 
 Everything large travels through one block of memory shared with the workers (an anonymous ``mmap``
 made before they are forked): the weights, each worker's images and labels, and the results and
 outputs it sends back. Commands and replies are short JSON messages over a pipe; nothing is pickled.
-Each process already computes one chunk on one core, so BLAS runs on one thread in the workers and,
-from the first pool on, in the calling process (as the pipeline's steps do anyway): left at one thread
-per core, two processes' BLAS threads fight for two cores and inference ran 4-5x slower (9,000-12,500
-images/s against 46,000 on 2 cores, ``LeNet5(threads=2).forward`` in a script of its own).
+Each process already computes one chunk on one core, so creating a pool limits BLAS to one thread in
+the calling process, and the workers forked from it inherit that limit (the pipeline's steps and
+``lenet5 bench`` set the same limit around their work anyway): left at one thread per core, two
+processes' BLAS threads fight for two cores, and inference ran 4-5x slower (9,000-12,500 images/s
+against 50,000-63,000 on 2 cores, ``LeNet5(threads=2).forward`` in a script of its own).
 A worker ignores Ctrl-C (the parent handles it), exits when its pipe closes (also when the parent is
 killed), and reports its own errors, which are raised here as ``Lenet5Error``; a worker that dies is
 reported and replaced on the next call. No process is started, and no exit hook registered, before
@@ -148,7 +149,6 @@ def _serve(conn, buf, layout, worker, compute, inherited):
     for c in inherited:
         c.close()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    one_blas_thread()
     params = layout.params(buf)  # the parent writes the current weights here before each command
     x, labels, y, out = layout.slot(buf, worker)
     while True:
@@ -175,7 +175,7 @@ class ProcessPool:
     """``workers`` forked processes sharing one buffer with this one (for one thread at a time)."""
 
     def __init__(self, spec, workers, capacity, dtype):
-        one_blas_thread()  # this process computes a chunk too
+        one_blas_thread()  # this process computes a chunk too; the workers forked below inherit it
         self.layout = _Layout(spec, workers, capacity, dtype)
         self.buf = mmap.mmap(-1, self.layout.size)  # anonymous, shared: the children see every write
         ctx = multiprocessing.get_context("fork")

@@ -13,7 +13,7 @@ from conftest import numeric_grad, rel_error
 from lenet5.nn import layers as L
 from lenet5.nn import window as Win
 
-SHAPES = [(1, 2, 8, 3), (2, 3, 10, 2), (3, 2, 14, 4)]  # (C, N, H, F): H and (H-4)/2 as in C1 and C3
+SHAPES = [(1, 2, 8, 3), (2, 3, 10, 2), (3, 2, 14, 4)]  # (C, N, H, F): square maps, H even (C3 reads 14x14)
 
 
 def to_windows(a):
@@ -110,3 +110,19 @@ def test_subsample_backward_matches_finite_differences():
     assert rel_error(dx, numeric_grad(obj, x)) < 1e-6
     assert rel_error(dcoef, numeric_grad(obj, coef)) < 1e-6
     assert rel_error(db, numeric_grad(obj, b)) < 1e-6
+
+
+def test_maps_that_are_not_square():
+    rng = np.random.default_rng(7)
+    x, w, b = rng.normal(size=(2, 8, 12, 3)), rng.normal(size=(3, 2, 5, 5)), rng.normal(size=3)  # (C, H, W, N)
+    cols = Win.window_cols(x)
+    assert cols.shape == (72, 2 * 4 * 3)  # Ho = 2, Wo = 4
+    assert cols[(((1 * 2 + 1) * 2 + 0) * 3 + 2) * 3 + 1, (1 * 4 + 3) * 3 + 2] == x[1, 2 + 4 + 1, 6 + 2 + 0, 2]
+    y = rng.normal(size=cols.shape)
+    assert np.sum(cols * y) == pytest.approx(np.sum(x * Win.window_col2im(y, x.shape)), rel=1e-12)
+    std_out, std_cache = L.conv_forward(x, w, b)
+    out, cache = Win.conv_forward(x, w, b)
+    assert rel_error(out, to_windows(std_out)) < 1e-12
+    d = rng.normal(size=std_out.shape)
+    for g, r in zip(Win.conv_backward(to_windows(d), cache), L.conv_backward(d, std_cache)):
+        assert rel_error(g, r) < 1e-12
