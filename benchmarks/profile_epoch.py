@@ -39,7 +39,7 @@ import lenet5.nn.layers as L  # noqa: E402
 import lenet5.nn.window as Win  # noqa: E402
 import lenet5.parallel.pool as pool_mod  # noqa: E402
 import lenet5.training.loop as loop  # noqa: E402
-import lenet5.training.batches as batches_mod  # noqa: E402
+import lenet5.training.distort as distort_mod  # noqa: E402
 from lenet5.cli.bench import random_data  # noqa: E402
 from lenet5.pipeline.config import load_params  # noqa: E402
 from lenet5.training.sdlm import sdlm_update, step_sizes  # noqa: E402
@@ -130,9 +130,8 @@ def cpu_of(pid):
 
 def patch_loop():
     """Time the epoch loop's steps (fit's own structure is left as it is)."""
-    loop._augment = timed(loop._augment, lambda *a: "distortions of the curvature sample")
-    batches_mod._draw = timed(batches_mod._draw, lambda *a: "distortions: random draws")
-    batches_mod._apply = timed(batches_mod._apply, lambda *a: "distortions: resampling")
+    distort_mod.random_affine = timed(distort_mod.random_affine, lambda *a, **k: "distortions: random draws")
+    distort_mod.affine_warp = timed(distort_mod.affine_warp, lambda *a, **k: "distortions: resampling")
     loop.sdlm_update = timed(loop.sdlm_update, lambda *a, **k: "SDLM update")
     loop.save_checkpoint = timed(loop.save_checkpoint, lambda *a: "checkpoint write (not in the epoch's seconds)")
     for name, label in (("loss_grads_and_outputs", "gradient: copies + pipes + combine"),

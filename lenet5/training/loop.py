@@ -18,9 +18,8 @@ from ..errors import Lenet5Error, echo as _echo
 from ..model import LeNet5
 from ..parallel.pool import resolve_threads
 from .checkpoint import remove_stale_temps, resume, save_checkpoint
-from .distort import distort_batch, keep_originals
 from .fingerprint import data_digest, training_fingerprint
-from .batches import batches
+from .batches import augment, batches
 from .sdlm import eta_for_epoch, sdlm_update, step_sizes, zero_velocity
 
 
@@ -88,13 +87,13 @@ def fit(train_x, train_y, test_x, test_y, lr_scale, train, distort, checkpoint_p
         t0 = time.perf_counter()
         eta = eta_for_epoch(epoch, lr_scale, train.start_epochs, train.start_factor)
         pick = rng.choice(n, size=min(train.hessian_samples, n), replace=False)
-        steps = step_sizes(net.curvature(_augment(train_x[pick], rng, distort)), eta, train.mu)
+        steps = step_sizes(net.curvature(augment(train_x[pick], rng, distort)), eta, train.mu)
         order = rng.permutation(n)
         nb = (n + bs - 1) // bs
         bar = _progress(progress, nb, f"epoch {epoch}/{train.epochs}  lr {eta:.2e}")
         loss_sum, errors = 0.0, 0
         try:
-            for b, (idx, xb) in enumerate(batches(train_x, order, bs, rng, distort)):  # as _augment
+            for b, (idx, xb) in enumerate(batches(train_x, order, bs, rng, distort)):
                 yb = train_y[idx]
                 loss, grads, y = net.loss_grads_and_outputs(xb, yb, train.criterion, train.j)
                 if not np.isfinite(loss):
@@ -135,12 +134,3 @@ def _diverged(epoch, batch, nb, what, lr_scale, checkpoint_path):
             else "no epoch was completed, so no checkpoint was written")
     return TrainingDiverged(f"training diverged at epoch {epoch}, batch {batch}/{nb}: {what} "
                             f"(lr_scale={lr_scale} too large?); {kept}")
-
-
-def _augment(x, rng, distort):
-    """Distorted copies of x when distortions are enabled (drawn from ``rng``), a share
-    ``distort.originals`` of them left as they are; else x itself."""
-    if not distort.enabled:
-        return x
-    d = distort_batch(x, rng, distort.translate, distort.scale, distort.squeeze, distort.shear)
-    return keep_originals(d, x, rng, distort.originals)

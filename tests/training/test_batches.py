@@ -1,5 +1,5 @@
-"""Tests of lenet5.training.batches.batches: the same batches, bit for bit, and the same random
-numbers drawn, as distorting each batch in turn with loop._augment."""
+"""Tests of lenet5.training.batches: the same batches, bit for bit, and the same random numbers drawn,
+as cutting the order into mini-batches and distorting each with distort_batch and keep_originals."""
 
 import dataclasses
 
@@ -8,14 +8,20 @@ import pytest
 
 from conftest import committed_params
 from lenet5.pipeline.config import params_from_dict
-from lenet5.training.loop import _augment
+from lenet5.training.distort import distort_batch, keep_originals
 from lenet5.training.batches import batches
 
 DISTORT = params_from_dict(committed_params()).distort
 
 
+def by_hand(x, rng, d):
+    if not d.enabled:
+        return x
+    return keep_originals(distort_batch(x, rng, d.translate, d.scale, d.squeeze, d.shear), x, rng, d.originals)
+
+
 def sequential(x, order, bs, rng, distort):
-    return [(order[i:i + bs], _augment(x[order[i:i + bs]], rng, distort)) for i in range(0, len(order), bs)]
+    return [(order[i:i + bs], by_hand(x[order[i:i + bs]], rng, distort)) for i in range(0, len(order), bs)]
 
 
 @pytest.mark.parametrize("changes", [{}, {"originals": 0.0}, {"translate": 0.0, "scale": 0.0, "squeeze": 0.0,
