@@ -11,8 +11,9 @@ faults are given for this process and for the worker (from ``/proc``; the worker
 Part 2, per layer: the same epoch and a bare batch-256 epoch (forward, backward, SDLM update) in ONE
 process (``threads: 1``), with every layer function timed (exclusive times: im2col/col2im are
 counted apart from their convolution; ``gemm + rest`` is the convolution's own time; C1 and C3
-are computed over 2x2 windows, ``nn/window.py``). Distortions run in the loop's thread
-(``training/batches.py``).
+are computed over 2x2 windows, ``nn/window.py``). The distortions are drawn in the loop's thread
+(``training/batches.py``) and each process resamples its own chunk's images (``model.py``): the
+resampling timed here is this process's share (and the curvature sample's).
 
 Usage: ``python benchmarks/profile_epoch.py [--images N] [--parts 12]`` (timers add ~2 % overhead).
 """
@@ -39,7 +40,8 @@ import lenet5.nn.layers as L  # noqa: E402
 import lenet5.nn.window as Win  # noqa: E402
 import lenet5.parallel.pool as pool_mod  # noqa: E402
 import lenet5.training.loop as loop  # noqa: E402
-import lenet5.training.distort as distort_mod  # noqa: E402
+import lenet5.training.batches as batches_mod  # noqa: E402
+import lenet5.data.warp as warp_mod  # noqa: E402
 from lenet5.cli.bench import random_data  # noqa: E402
 from lenet5.pipeline.config import load_params  # noqa: E402
 from lenet5.training.sdlm import sdlm_update, step_sizes  # noqa: E402
@@ -130,8 +132,8 @@ def cpu_of(pid):
 
 def patch_loop():
     """Time the epoch loop's steps (fit's own structure is left as it is)."""
-    distort_mod.random_affine = timed(distort_mod.random_affine, lambda *a, **k: "distortions: random draws")
-    distort_mod.affine_warp = timed(distort_mod.affine_warp, lambda *a, **k: "distortions: resampling")
+    batches_mod.random_affine = timed(batches_mod.random_affine, lambda *a, **k: "distortions: random draws")
+    warp_mod.affine_warp = timed(warp_mod.affine_warp, lambda *a, **k: "distortions: resampling (own chunk)")
     loop.sdlm_update = timed(loop.sdlm_update, lambda *a, **k: "SDLM update")
     loop.save_checkpoint = timed(loop.save_checkpoint, lambda *a: "checkpoint write (not in the epoch's seconds)")
     for name, label in (("loss_grads_and_outputs", "gradient: copies + pipes + combine"),

@@ -3,13 +3,16 @@
 
 ``LeNet5`` holds the 60,000 trainable parameters in ``params`` (name -> ndarray), runs the forward
 pass, the gradient backprop and the Gauss-Newton curvature backprop of Appendix C on batches split
-across ``threads`` processes, and saves/loads itself as ``.npz`` without pickle.
+across ``threads`` processes, and saves/loads itself as ``.npz`` without pickle. A gradient call
+may also be given the distortions of its images (``data/warp.py``): each process then resamples the
+images of its own chunk before computing on them.
 """
 
 import functools
 
 import numpy as np
 
+from .data.warp import warp_except
 from .errors import Lenet5Error
 from .nn.architecture import CLASSES, DTYPES, INPUT_SHAPE, PARAM_SHAPES, c3_mask, init_params
 from .nn.architecture import num_params, outside_table_i
@@ -27,14 +30,41 @@ def _constants(dtype):
     return rbf_centres(dtype), c3_mask(dtype)
 
 
-def _chunk(op, x, labels, params, criterion, j):
+# per image, the distortion that comes with it: the output-to-input matrix (2, 3) row by row, then
+# 1.0 to keep the image as it is (0.0 to resample it)
+WARP_VALUES = 7
+
+
+def _pack_warp(mats, keep):
+    """``(N, 2, 3)`` matrices and ``(N,)`` bools or None -> ``(N, WARP_VALUES)`` float64 rows."""
+    n = len(mats)
+    rows = np.zeros((n, WARP_VALUES))
+    rows[:, :6] = np.asarray(mats, dtype=np.float64).reshape(n, 6)  # (N, 2, 3) -> (N, 6)
+    if keep is not None:
+        rows[:, 6] = keep
+    return rows
+
+
+def _unpack_warp(x, rows):
+    """x ``(n, 1, 32, 32)`` resampled as ``rows`` ``(n, WARP_VALUES)`` say (``warp_except``).
+
+    The rows travel in the weights' dtype; the warp computes coordinates in the images' dtype (the
+    same), so a float32 copy of a float64 matrix resamples to the same bytes.
+    """
+    return warp_except(x, rows[:, :6].reshape(-1, 2, 3), rows[:, 6] != 0)  # (n, 6) -> (n, 2, 3)
+
+
+def _chunk(op, x, labels, params, criterion, j, warp=None):
     """One process's share of a batch (means over x ``(n, 1, 32, 32)``): ``(loss, grads, y)`` for
     ``op="grads"``, ``(0.0, h, None)`` for ``"curvature"``, ``(0.0, {}, y)`` for ``"infer"``.
+    ``warp`` (None, or ``(n, WARP_VALUES)`` rows of ``_pack_warp``) distorts x first.
 
     Computed in pieces of at most ``PIECE`` images, so that a piece's temporaries (about 600 kB per
     image in training) stay in the CPU's cache.
     """
     centres, mask = _constants(x.dtype.name)
+    if warp is not None:
+        x = _unpack_warp(x, warp)
     if op == "infer":
         return 0.0, {}, infer(x, fold(params), centres, PIECE)
     if op == "grads":
@@ -44,7 +74,8 @@ def _chunk(op, x, labels, params, criterion, j):
     raise ValueError(f"unknown operation {op!r}")
 
 
-SPEC = Spec(param_shapes=PARAM_SHAPES, sample_shape=INPUT_SHAPE, outputs=CLASSES, compute=_chunk)
+SPEC = Spec(param_shapes=PARAM_SHAPES, sample_shape=INPUT_SHAPE, outputs=CLASSES, compute=_chunk,
+            extra=WARP_VALUES)
 
 
 class LeNet5:
@@ -58,8 +89,9 @@ class LeNet5:
         self.rbf_centres = rbf_centres(self.dtype)
         self.threads = threads  # CPU cores to use: each batch is split across this many processes
 
-    def _map(self, op, x, labels=None, criterion="mse", j=0.1):
-        return combine(map_chunks(SPEC, op, self.params, x, labels, criterion, float(j), self.threads))
+    def _map(self, op, x, labels=None, criterion="mse", j=0.1, warp=None):
+        extra = None if warp is None or warp[0] is None else _pack_warp(*warp)
+        return combine(map_chunks(SPEC, op, self.params, x, labels, criterion, float(j), self.threads, extra))
 
     def forward(self, x, batch_size=None):
         """RBF penalties y ``(N, 10)`` (squared distances; smaller is better) for x ``(N, 1, 32, 32)``,
@@ -83,9 +115,14 @@ class LeNet5:
         loss, grads, _ = self.loss_grads_and_outputs(x, labels, criterion, j)
         return loss, grads
 
-    def loss_grads_and_outputs(self, x, labels, criterion="mse", j=0.1):
-        """As ``loss_and_grads``, also returning the penalties y ``(N, 10)`` (for on-the-fly error)."""
-        return self._map("grads", x, np.asarray(labels), criterion, j)
+    def loss_grads_and_outputs(self, x, labels, criterion="mse", j=0.1, warp=None):
+        """As ``loss_and_grads``, also returning the penalties y ``(N, 10)`` (for on-the-fly error).
+
+        ``warp``: None, or the distortions of x's images, ``(mats (N, 2, 3) or None, keep (N,) bools or
+        None)`` as ``training/batches.draw`` gives them: the gradient is then that of
+        ``warp_except(x, mats, keep)`` (``data/warp.py``), each process resampling its own images.
+        """
+        return self._map("grads", x, np.asarray(labels), criterion, j, warp)
 
     def curvature(self, x):
         """Per-parameter h_kk, averaged over the patterns of x (eqs. 23-27, Gauss-Newton)."""

@@ -4,9 +4,10 @@ A batch is cut into contiguous chunks (``chunks.spans``, at most ``threads`` of 
 process computes the first chunk itself and each worker process one other, and the per-chunk results
 are combined in chunk order. The chunking depends only on the batch size and ``threads``, so a run is
 deterministic for a given ``threads``. What a chunk costs is a ``Spec``'s business: the pool is given
-the parameter shapes, one sample's shape, the number of outputs per sample and a function
-``compute(op, x, labels, params, criterion, j) -> (loss, per-parameter dict, y or None)``; it never
-imports the network it runs.
+the parameter shapes, one sample's shape, the number of outputs per sample, the number of extra
+values that may come with each sample, and a function
+``compute(op, x, labels, params, criterion, j, extra) -> (loss, per-parameter dict, y or None)``;
+it never imports the network it runs.
 
 Why processes and not threads: a training step is hundreds of NumPy calls on arrays of a few
 hundred kB, and threads share one interpreter lock. Measured with 2 cores (``benchmarks/README.md``):
@@ -17,7 +18,8 @@ inference at 33,600-47,800 images/s with two threads and 41,700-49,200 with two 
 
 Everything large travels through one block of memory shared with the workers (an anonymous ``mmap``
 made before they are forked): the weights, each worker's images and labels, and the results and
-outputs it sends back. Commands and replies are short JSON messages over a pipe; nothing is pickled.
+outputs it sends back, and any extra values of its samples (the
+distortions each process applies to its own images, ``model.py``). Commands and replies are short JSON messages over a pipe; nothing is pickled.
 Each process already computes one chunk on one core, so creating a pool limits BLAS to one thread in
 the calling process, and the workers forked from it inherit that limit (the pipeline's steps and
 ``lenet5 bench`` set the same limit around their work anyway): left at one thread per core, two
@@ -36,6 +38,7 @@ import mmap
 import multiprocessing
 import os
 import signal
+import time
 
 import numpy as np
 
@@ -43,18 +46,29 @@ from ..errors import Lenet5Error
 from .chunks import spans
 
 _POOLS = {}
+# Bytes of counters per worker at the start of the shared buffer (one cache line): commands sent to
+# it, replies it has sent.
+CONTROL = 64
+# Seconds a process watches those counters before it sleeps in its pipe read. Waking a process that
+# sleeps costs far more on a virtual machine than the transfer: measured on a 2-core VM, a command
+# and its reply took 210 us (median; 600 us at the 90th percentile) between processes that slept in
+# their pipe reads, 20 us (37 us) between processes that watched a counter. A batch of 32 sends one
+# command per worker, so sleeping cost about 5-10 % of a training epoch.
+SPIN = 0.005
 
 
 @dataclasses.dataclass(frozen=True, eq=False)  # hashed by identity: one pool per Spec object
 class Spec:
-    """What the pool computes: ``compute(op, x, labels, params, criterion, j)`` on samples of
-    ``sample_shape`` with parameters of ``param_shapes``; ``outputs`` values per sample come back as y.
+    """What the pool computes: ``compute(op, x, labels, params, criterion, j, extra)`` on samples of
+    ``sample_shape`` with parameters of ``param_shapes``; ``outputs`` values per sample come back as y;
+    ``extra`` is None or ``(n, extra)`` values that come with the samples, in the parameters' dtype.
     ``compute`` runs in forked processes, so it is any callable (it is never pickled)."""
 
     param_shapes: dict
     sample_shape: tuple
     outputs: int
     compute: object
+    extra: int = 0
 
 
 def one_blas_thread():
@@ -69,13 +83,14 @@ def resolve_threads(threads):
     return int(threads) or len(os.sched_getaffinity(0))
 
 
-def map_chunks(spec, op, params, x, labels=None, criterion="mse", j=0.1, threads=1):
+def map_chunks(spec, op, params, x, labels=None, criterion="mse", j=0.1, threads=1, extra=None):
     """``[(fraction, spec.compute(op, chunk...)), ...]`` over the chunks of x, in order; the workers'
     arrays are views of the shared memory, to be combined before the next call (``chunks.combine``).
 
     ``fraction`` is the chunk's share of the batch, the weight of its mean. One chunk runs here;
     with more, chunks 2, 3, ... run in worker processes while this process computes the first.
-    x is converted to the dtype of ``params``; shapes are checked before any worker starts.
+    x and ``extra`` (None, or ``(N, spec.extra)`` values that go with the samples) are converted to
+    the dtype of ``params``; shapes are checked before any worker starts.
     """
     dtype = next(iter(params.values())).dtype
     n = len(x)
@@ -84,15 +99,23 @@ def map_chunks(spec, op, params, x, labels=None, criterion="mse", j=0.1, threads
         raise ValueError(f"input must have shape (N, {', '.join(map(str, spec.sample_shape))}), got {x.shape}")
     if labels is not None and labels.shape != (n,):
         raise ValueError(f"labels must have shape ({n},) to match the images, got {labels.shape}")
+    if extra is not None:
+        extra = np.asarray(extra, dtype=dtype)
+        if extra.shape != (n, spec.extra):
+            raise ValueError(f"extra must have shape ({n}, {spec.extra}) to match the images, got {extra.shape}")
     pieces = spans(threads, n)  # (start, stop) per chunk
     if len(pieces) == 1:
-        return [(1.0, spec.compute(op, x, labels, params, criterion, j))]
+        return [(1.0, spec.compute(op, x, labels, params, criterion, j, extra))]
     pool = _pool(spec, len(pieces) - 1, max(b - a for a, b in pieces), dtype)
-    remote = [(x[a:b], None if labels is None else labels[a:b]) for a, b in pieces[1:]]
+
+    def part(a, b):
+        return x[a:b], None if labels is None else labels[a:b], None if extra is None else extra[a:b]
+
+    remote = [part(a, b) for a, b in pieces[1:]]
     pool.start(op, params, remote, criterion, j)
-    a, b = pieces[0]
+    x0, labels0, extra0 = part(*pieces[0])
     try:
-        first = spec.compute(op, x[a:b], None if labels is None else labels[a:b], params, criterion, j)
+        first = spec.compute(op, x0, labels0, params, criterion, j, extra0)
     except BaseException:  # bad arguments, Ctrl-C: collect the workers' replies before leaving
         pool.drain()
         raise
@@ -108,28 +131,36 @@ class _Layout:
     """Named views into one shared buffer: the weights, then per worker its inputs and outputs."""
 
     def __init__(self, spec, workers, capacity, dtype):
-        self.shapes, self.dtype, self.capacity = spec.param_shapes, np.dtype(dtype), capacity
-        self.sample_shape, self.outputs = tuple(spec.sample_shape), int(spec.outputs)
+        self.shapes, self.dtype, self.capacity, self.workers = spec.param_shapes, np.dtype(dtype), capacity, workers
+        self.sample_shape, self.outputs, self.extra = tuple(spec.sample_shape), int(spec.outputs), int(spec.extra)
         self.sample = int(np.prod(self.sample_shape))
         self.n_params = sum(int(np.prod(s)) for s in self.shapes.values())
-        self.per_worker = capacity * (self.sample + 1 + self.outputs) + self.n_params  # images, labels, y, results
-        self.size = (self.n_params + workers * self.per_worker) * self.dtype.itemsize
+        # images, labels, extra values, y, results
+        self.per_worker = capacity * (self.sample + 1 + self.extra + self.outputs) + self.n_params
+        self.data_size = (self.n_params + workers * self.per_worker) * self.dtype.itemsize
+        self.size = CONTROL * workers + self.data_size  # the counters first, then the data
 
     def params(self, buf):
         """The weights, a dict of arrays shaped like ``spec.param_shapes``."""
         return self._split(self._flat(buf)[:self.n_params])
 
     def slot(self, buf, worker):
-        """A worker's (images ``(capacity, *sample_shape)``, labels, outputs ``(capacity, outputs)``,
-        results shaped like the parameters)."""
-        c, s, o = self.capacity, self.sample, self.outputs
+        """A worker's (images ``(capacity, *sample_shape)``, labels, extra ``(capacity, extra)``,
+        outputs ``(capacity, outputs)``, results shaped like the parameters)."""
+        c, s, e, o = self.capacity, self.sample, self.extra, self.outputs
         w = self._flat(buf)[self.n_params + worker * self.per_worker:][:self.per_worker]
         x = w[:c * s].reshape(c, *self.sample_shape)  # (capacity*sample,) -> (capacity, 1, 32, 32)
-        y = w[c * (s + 1):c * (s + 1 + o)].reshape(c, o)  # (capacity*outputs,) -> (capacity, outputs)
-        return x, w[c * s:c * (s + 1)], y, self._split(w[c * (s + 1 + o):])
+        ex = w[c * (s + 1):c * (s + 1 + e)].reshape(c, e)  # (capacity*extra,) -> (capacity, extra)
+        y = w[c * (s + 1 + e):c * (s + 1 + e + o)].reshape(c, o)  # (capacity*outputs,) -> (capacity, outputs)
+        return x, w[c * s:c * (s + 1)], ex, y, self._split(w[c * (s + 1 + e + o):])
 
     def _flat(self, buf):
-        return np.frombuffer(buf, dtype=self.dtype, count=self.size // self.dtype.itemsize)
+        return np.frombuffer(buf, dtype=self.dtype, count=self.data_size // self.dtype.itemsize,
+                             offset=CONTROL * self.workers)
+
+    def counters(self, buf, worker):
+        """A worker's two counters ``(2,)`` int64: commands sent to it, replies it has sent."""
+        return np.frombuffer(buf, dtype=np.int64, count=2, offset=CONTROL * worker)
 
     def _split(self, flat):
         out, i = {}, 0
@@ -138,6 +169,18 @@ class _Layout:
             out[k] = flat[i:i + n].reshape(s)  # (n,) -> the parameter's shape
             i += n
         return out
+
+
+def _await(counters, k, seen):
+    """Return once ``counters[k] > seen``, or after ``SPIN`` seconds; the caller then reads its pipe,
+    which holds the message already (or blocks until it comes: the counter only says when to look)."""
+    deadline = None
+    while counters[k] <= seen:
+        now = time.perf_counter()
+        if deadline is None:
+            deadline = now + SPIN
+        elif now > deadline:
+            return
 
 
 def _serve(conn, buf, layout, worker, compute, inherited):
@@ -150,25 +193,31 @@ def _serve(conn, buf, layout, worker, compute, inherited):
         c.close()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     params = layout.params(buf)  # the parent writes the current weights here before each command
-    x, labels, y, out = layout.slot(buf, worker)
+    x, labels, extra, y, out = layout.slot(buf, worker)
+    counters, received = layout.counters(buf, worker), 0
     while True:
+        _await(counters, 0, received)  # a command is due soon after a reply: watch for it first
         try:
             cmd = json.loads(conn.recv_bytes())
         except (EOFError, OSError):
             return
+        received += 1
         if cmd["op"] == "stop":
             return
         try:
             n = cmd["n"]
             lab = labels[:n].astype(np.int64) if cmd["op"] == "grads" else None  # (stored as floats)
-            loss, result, y_n = compute(cmd["op"], x[:n], lab, params, cmd["criterion"], cmd["j"])
+            ex = extra[:n] if cmd["extra"] else None
+            loss, result, y_n = compute(cmd["op"], x[:n], lab, params, cmd["criterion"], cmd["j"], ex)
             if y_n is not None:
                 y[:n] = y_n
             for k, v in result.items():
                 out[k][...] = v
-            conn.send_bytes(json.dumps({"loss": float(loss)}).encode())
+            reply = {"loss": float(loss)}
         except Exception as e:  # reported to the parent, which raises it
-            conn.send_bytes(json.dumps({"error": f"{type(e).__name__}: {e}"}).encode())
+            reply = {"error": f"{type(e).__name__}: {e}"}
+        conn.send_bytes(json.dumps(reply).encode())
+        counters[1] += 1
 
 
 class ProcessPool:
@@ -191,20 +240,26 @@ class ProcessPool:
             self.procs.append(p)
         self.params = self.layout.params(self.buf)
         self.slots = [self.layout.slot(self.buf, i) for i in range(workers)]
+        self.counters = [self.layout.counters(self.buf, i) for i in range(workers)]
 
     def start(self, op, params, chunks, criterion, j):
-        """Copy ``params`` and chunk i (``(x, labels or None)``) to worker i, and start ``op`` there."""
+        """Copy ``params`` and chunk i (``(x, labels or None, extra or None)``) to worker i, and start
+        ``op`` there."""
         for k, v in params.items():
             self.params[k][...] = v
-        for (x, labels), (xs, ls, _, _) in zip(chunks, self.slots):  # every copy before any command
+        for (x, labels, extra), (xs, ls, es, _, _) in zip(chunks, self.slots):  # every copy before any command
             xs[:len(x)] = x
             if labels is not None:
                 ls[:len(x)] = labels
-        for conn, (x, _) in zip(self.conns, chunks):
+            if extra is not None:
+                es[:len(x)] = extra
+        for conn, counters, (x, _, extra) in zip(self.conns, self.counters, chunks):
+            cmd = {"op": op, "n": len(x), "criterion": criterion, "j": j, "extra": extra is not None}
             try:
-                conn.send_bytes(json.dumps({"op": op, "n": len(x), "criterion": criterion, "j": j}).encode())
+                conn.send_bytes(json.dumps(cmd).encode())
             except OSError:
                 self._died()
+            counters[0] += 1
 
     def _died(self):
         _discard(self)
@@ -225,12 +280,13 @@ class ProcessPool:
         return [(reply["loss"],
                  {} if op == "infer" else dict(out),
                  None if op == "curvature" else y[:len(x)])
-                for reply, (x, _), (_, _, y, out) in zip(replies, chunks, self.slots)]
+                for reply, (x, _, _), (_, _, _, y, out) in zip(replies, chunks, self.slots)]
 
     def drain(self):
         """Every worker's reply to the last command (None for a worker that died), in order."""
         replies = []
-        for conn in self.conns:
+        for conn, counters in zip(self.conns, self.counters):
+            _await(counters, 1, counters[0] - 1)  # this process's chunk is done: watch for the reply first
             try:
                 replies.append(json.loads(conn.recv_bytes()))
             except (EOFError, OSError):
@@ -239,11 +295,12 @@ class ProcessPool:
 
     def close(self):
         """Stop the workers (they also stop by themselves when this process ends)."""
-        for conn in self.conns:
+        for conn, counters in zip(self.conns, self.counters):
             try:
                 conn.send_bytes(b'{"op": "stop"}')
             except OSError:
                 pass
+            counters[0] += 1
         for p in self.procs:
             p.join(timeout=5)
             if p.is_alive():

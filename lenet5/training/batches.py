@@ -1,30 +1,46 @@
-"""The mini-batches of one pass over the training set, each distorted as it is reached.
+"""The mini-batches of one pass over the training set, and the distortions drawn for each.
 
-``augment`` is the one way a batch is distorted (``distort_batch``, then ``keep_originals``): for
-the curvature sample before each epoch and for every mini-batch. The random numbers are drawn from
-the run's generator in batch order, so a pass is the same for a given seed.
+``draw`` is the one way a batch's distortions are drawn (``random_affine``, then
+``draw_originals``), from the run's generator in batch order, so a pass is the same for a given
+seed. The drawn plan ``(mats, keep)`` is applied by ``data/warp.warp_except``: by ``augment`` here
+(the curvature sample before each epoch), and for the mini-batches inside ``LeNet5``'s gradient
+call, where each process resamples the images of its own chunk (``model.py``) instead of this
+process resampling the whole batch while the others wait. Each image is resampled on its own, so
+the images are the same bytes either way (a test checks it).
 
-Batches are distorted in turn, in the loop's thread. A background thread that distorted the next
+Batches are drawn in turn, in the loop's thread. A background thread that distorted the next
 batch while the current one trained was measured slower on an idle 2-core machine: with two
 processes sharing each batch, the thread was a third runnable thread on two cores, and the epoch
 of 20,000 images at params.yaml's defaults took 2.41-2.45 s with it and 1.86-2.02 s without
 (``lenet5 bench --images 20000 --pipeline``, runs alternated).
 """
 
-from .distort import distort_batch, keep_originals
+from ..data.warp import warp_except
+from .distort import draw_originals, random_affine
+
+
+def draw(n, rng, distort):
+    """The distortions of ``n`` images: ``(mats (n, 2, 3) or None, keep (n,) bools or None)``.
+
+    ``mats`` are ``random_affine``'s output-to-input matrices (None when distortions are off or all
+    their maxima are 0); ``keep`` marks the share ``distort.originals`` left as they are.
+    """
+    if not distort.enabled:
+        return None, None
+    maxima = {k: float(getattr(distort, k)) for k in ("translate", "scale", "squeeze", "shear")}
+    mats = random_affine(n, rng, **maxima) if any(maxima.values()) else None
+    return mats, draw_originals(n, rng, distort.originals)
 
 
 def augment(x, rng, distort):
-    """Distorted copies of x when distortions are enabled (drawn from ``rng``), a share
-    ``distort.originals`` of them left as they are; else x itself."""
-    if not distort.enabled:
-        return x
-    d = distort_batch(x, rng, distort.translate, distort.scale, distort.squeeze, distort.shear)
-    return keep_originals(d, x, rng, distort.originals)
+    """x ``(N, 1, 32, 32)`` distorted as ``draw`` decides: a new array, or x itself when no image moves."""
+    mats, keep = draw(len(x), rng, distort)
+    return x if mats is None else warp_except(x, mats, keep)
 
 
 def batches(train_x, order, batch_size, rng, distort):
-    """``(indices, images)`` for each mini-batch of ``order``, distorted by ``augment``."""
+    """``(indices, images, (mats, keep))`` for each mini-batch of ``order``: the images undistorted,
+    with the distortions ``draw`` drew for them (to be applied with ``warp_except``)."""
     for i in range(0, len(order), batch_size):
         idx = order[i:i + batch_size]
-        yield idx, augment(train_x[idx], rng, distort)
+        yield idx, train_x[idx], draw(len(idx), rng, distort)

@@ -93,9 +93,9 @@ def fit(train_x, train_y, test_x, test_y, lr_scale, train, distort, checkpoint_p
         bar = _progress(progress, nb, f"epoch {epoch}/{train.epochs}  lr {eta:.2e}")
         loss_sum, errors = 0.0, 0
         try:
-            for b, (idx, xb) in enumerate(batches(train_x, order, bs, rng, distort)):
-                yb = train_y[idx]
-                loss, grads, y = net.loss_grads_and_outputs(xb, yb, train.criterion, train.j)
+            for b, (idx, xb, warp) in enumerate(batches(train_x, order, bs, rng, distort)):
+                yb = train_y[idx]  # the distortions are applied inside, each process to its own images
+                loss, grads, y = net.loss_grads_and_outputs(xb, yb, train.criterion, train.j, warp)
                 if not np.isfinite(loss):
                     raise _diverged(epoch, b + 1, nb, f"loss is {loss}", lr_scale, checkpoint_path)
                 loss_sum += loss * len(idx)

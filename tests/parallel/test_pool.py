@@ -89,8 +89,32 @@ def test_bad_shapes_are_refused_before_any_worker_starts():
         net.loss_and_grads(x, labels[:-1])
     with pytest.raises(ValueError, match=r"\(N, 1, 32, 32\)"):
         net.curvature(x[:, :, :28, :28])
+    with pytest.raises(ValueError, match=r"extra must have shape \(64, 7\)"):
+        net.loss_grads_and_outputs(x, labels, warp=(np.zeros((63, 2, 3)), None))
     np.testing.assert_allclose(net.loss_and_grads(x, labels)[0],  # the workers are still in step
                                LeNet5(seed=0, dtype="float64").loss_and_grads(x, labels)[0], rtol=1e-12)
+
+
+@pytest.mark.parametrize("threads, dtype", [(1, "float32"), (2, "float32"), (3, "float64")])
+def test_each_process_distorting_its_own_images_gives_the_same_bytes(threads, dtype):
+    """The gradient of distorted images is the same whether this process resamples the batch or each
+    process resamples its own chunk (``warp=``): the training loop's numbers do not depend on it."""
+    from lenet5.pipeline.config import params_from_dict
+    from lenet5.training.batches import augment, draw
+    from conftest import committed_params
+
+    distort = params_from_dict(committed_params()).distort
+    x, labels = batch(96, seed=5)
+    x = x.astype(dtype)
+    plan = draw(96, np.random.default_rng(2), distort)
+    assert plan[1].any()  # some images are kept as they are, the others resampled
+    net = LeNet5(seed=0, dtype=dtype, threads=threads)
+    l1, g1, y1 = net.loss_grads_and_outputs(augment(x, np.random.default_rng(2), distort), labels, "map", 1.0)
+    l2, g2, y2 = net.loss_grads_and_outputs(x, labels, "map", 1.0, warp=plan)
+    assert l1 == l2 and y1.tobytes() == y2.tobytes()
+    assert all(g1[k].tobytes() == g2[k].tobytes() for k in g1)
+    l3 = net.loss_grads_and_outputs(x, labels, "map", 1.0)[0]
+    assert l3 != l1  # the warp was applied
 
 
 ORPHAN = """
@@ -153,7 +177,7 @@ from lenet5.parallel.pool import Spec, map_chunks
 def blas_threads():
     return max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
 
-def compute(op, x, labels, params, criterion, j):  # each process reports its BLAS threads as its "loss"
+def compute(op, x, labels, params, criterion, j, extra):  # each process reports its BLAS threads as its "loss"
     return float(blas_threads()), {}, None
 
 spec = Spec(param_shapes={"w": (1,)}, sample_shape=(1,), outputs=1, compute=compute)

@@ -1,4 +1,4 @@
-"""Tests for lenet5.training.distort: random affine distortions and bilinear resampling.
+"""Tests for lenet5.training.distort (random affine distortions) and lenet5.data.warp (bilinear resampling).
 
 The vectorised warp is checked against a plain loop sampler written here, against exact integer
 shifts, and the drawn matrices are decomposed back into their parameters to check the ranges.
@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 
+from lenet5.data import warp
 from lenet5.training import distort
 from lenet5.training.distort import affine_warp, distort_batch, random_affine
 from lenet5.errors import Lenet5Error
@@ -123,7 +124,7 @@ def test_chunking_does_not_change_the_result(monkeypatch):
     x = digits(50, np.float64, size=10)
     mats = random_affine(50, np.random.default_rng(5), **PARAMS, shape=(10, 10))
     whole = affine_warp(x, mats)
-    monkeypatch.setattr(distort, "CHUNK", 7)
+    monkeypatch.setattr(warp, "CHUNK", 7)
     assert np.array_equal(affine_warp(x, mats), whole)
 
 
