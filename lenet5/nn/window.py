@@ -15,15 +15,15 @@ squash is elementwise, so it keeps that layout, and ``subsample_forward`` turns 
 ``(F, Ho, Wo, N)``. Gradients and curvatures (eqs. 19, 25-27) follow the same keys as ``layers``.
 """
 
+import functools
+
 import numpy as np
 
 from .layers import windows
 
 
-def window_weights(w):
-    """``(F, C, 5, 5)`` kernels -> ``(4F, 36C)``: row (f, dr, ds) is kernel f placed at offset
-    (dr, ds) in a 6x6 frame, so that one product with a patch of ``window_cols`` gives that window
-    output. Columns follow ``window_cols``' rows: (c, a, b, u, v) is the frame's pixel (2u+a, 2v+b)."""
+def _frame(w):
+    """``window_weights``'s construction, written out: ``(F, C, 5, 5)`` -> ``(4F, 36C)`` (any dtype)."""
     F, C, k, _ = w.shape
     out = np.zeros((F, 2, 2, C, k + 1, k + 1), dtype=w.dtype)
     for dr in (0, 1):
@@ -33,15 +33,45 @@ def window_weights(w):
     return out.transpose(0, 1, 2, 3, 5, 7, 4, 6).reshape(4 * F, 36 * C)  # -> (F,2,2,C,a,b,u,v) -> (4F, 36C)
 
 
+@functools.lru_cache(maxsize=None)
+def _frame_index(F, C):
+    """Where ``window_weights`` and ``fold_window_weights`` read, for F kernels of C channels.
+
+    Returns ``(take, place)``: ``take`` ``(4F, 36C)`` indexes the kernels flattened with one zero
+    appended (index F*C*25 = the frame's zeros); ``place`` ``(4, F, C, 5, 5)`` gives, per window
+    offset (0,0), (0,1), (1,0), (1,1), where each kernel entry lies in the window matrix's
+    transpose ``(36C, 4F)`` flattened.
+    """
+    size = F * C * 25
+    take = _frame(np.arange(1, size + 1).reshape(F, C, 5, 5)) - 1  # 1-based so that the zeros stand out
+    take[take < 0] = size
+    rows, cols = np.nonzero(take < size)  # every entry of every offset, once
+    place = np.empty((4, size), dtype=np.intp)
+    place[rows % 4, take[rows, cols]] = cols * (4 * F) + rows  # row (f, dr, ds): offset = row % 4
+    return take, place.reshape(4, F, C, 5, 5)  # (4, F*C*25) -> (4, F, C, 5, 5)
+
+
+def window_weights(w):
+    """``(F, C, 5, 5)`` kernels -> ``(4F, 36C)``: row (f, dr, ds) is kernel f placed at offset
+    (dr, ds) in a 6x6 frame of zeros, so that one product with a patch of ``window_cols`` gives that
+    window output. Columns follow ``window_cols``' rows: (c, a, b, u, v) is the frame's pixel
+    (2u+a, 2v+b). One gather from precomputed indices (``_frame_index``; ``_frame`` builds the same
+    matrix step by step)."""
+    F, C = w.shape[:2]
+    flat = np.concatenate((w.reshape(-1), np.zeros(1, w.dtype)))  # (F*C*25 + 1,): the kernels, then a zero
+    return flat[_frame_index(F, C)[0]]
+
+
 def fold_window_weights(dw):
     """Adjoint of ``window_weights``: ``(4F, 36C)`` -> ``(F, C, 5, 5)``, the four offsets summed in
-    the order (0,0), (0,1), (1,0), (1,1); the frame's zeros drop out."""
+    the order (0,0), (0,1), (1,0), (1,1); the frame's zeros drop out. Reads ``dw.T`` (a free view when
+    dw is the transpose of a product, as in ``conv_backward``)."""
     F, C = dw.shape[0] // 4, dw.shape[1] // 36
-    d = dw.reshape(F, 2, 2, C, 2, 2, 3, 3)  # (4F, 36C) -> (F,2,2,C,a,b,u,v)
-    d = d.transpose(0, 1, 2, 3, 6, 4, 7, 5).reshape(F, 2, 2, C, 6, 6)  # -> (F,2,2,C,u,a,v,b) -> (F,2,2,C,6,6)
-    out = d[:, 0, 0, :, 0:5, 0:5] + d[:, 0, 1, :, 0:5, 1:6]
-    out += d[:, 1, 0, :, 1:6, 0:5]
-    out += d[:, 1, 1, :, 1:6, 1:6]
+    flat = np.ascontiguousarray(dw.T).reshape(-1)  # (36C, 4F) flattened
+    place = _frame_index(F, C)[1]
+    out = flat[place[0]] + flat[place[1]]
+    out += flat[place[2]]
+    out += flat[place[3]]
     return out
 
 

@@ -52,6 +52,27 @@ def test_window_weights_and_their_fold_are_adjoint():
     assert abs(lhs - rhs) <= 1e-12 * abs(lhs)
 
 
+def fold_by_slices(dw):
+    """The fold written out on the 6x6 frames: the four offsets' kernels summed in order."""
+    F, C = dw.shape[0] // 4, dw.shape[1] // 36
+    d = dw.reshape(F, 2, 2, C, 2, 2, 3, 3)  # (4F, 36C) -> (F,2,2,C,a,b,u,v)
+    d = d.transpose(0, 1, 2, 3, 6, 4, 7, 5).reshape(F, 2, 2, C, 6, 6)  # -> (F,2,2,C,u,a,v,b) -> (F,2,2,C,6,6)
+    out = d[:, 0, 0, :, 0:5, 0:5] + d[:, 0, 1, :, 0:5, 1:6]
+    out += d[:, 1, 0, :, 1:6, 0:5]
+    out += d[:, 1, 1, :, 1:6, 1:6]
+    return out
+
+
+@pytest.mark.parametrize("F, C, dtype", [(6, 1, np.float32), (16, 6, np.float32), (2, 3, np.float64)])
+def test_the_gathers_give_the_frames_built_step_by_step_bit_for_bit(F, C, dtype):
+    rng = np.random.default_rng(3)
+    w, d = rng.normal(size=(F, C, 5, 5)).astype(dtype), rng.normal(size=(36 * C, 4 * F)).astype(dtype)
+    assert Win.window_weights(w).tobytes() == Win._frame(w).tobytes()
+    for dw in (d.T, np.ascontiguousarray(d.T)):  # a product's transpose (as in conv_backward), or not
+        got = Win.fold_window_weights(dw)
+        assert got.dtype == dtype and got.tobytes() == fold_by_slices(np.ascontiguousarray(dw)).tobytes()
+
+
 @pytest.mark.parametrize("C,N,H,F", SHAPES)
 def test_conv_forward_gives_every_output_of_the_convolution(C, N, H, F):
     x, w, b = case(C, N, H, F)
