@@ -18,7 +18,7 @@ checks it in float64. Layout inside is channels first, batch last, as in ``layer
 
 import numpy as np
 
-from .layers import SQUASH_A, SQUASH_S, im2col
+from .layers import SQUASH_A, SQUASH_S, batch_last, im2col
 from .window import window_cols, window_weights
 
 
@@ -80,7 +80,7 @@ def _conv_tanh(t, w, b, k):
 def _infer_block(x, f, centres, out):
     """Penalties of one sub-batch: x ``(n, 1, 32, 32)`` -> ``out`` ``(n, 10)`` (written in place)."""
     n = x.shape[0]
-    t = np.ascontiguousarray(x.reshape(n, 1024).T).reshape(1, 32, 32, n)  # (n,1,32,32) -> (1,32,32,n)
+    t = batch_last(x)  # (n,1,32,32) -> (1,32,32,n)
     t = _conv_subsample_tanh(t, f["C1"], f["C1.b"], f["S2"], f["S2.b"])  # C1 + S2: (6, 14, 14, n)
     t = _conv_subsample_tanh(t, f["C3"], f["C3.b"], f["S4"], f["S4.b"])  # C3 + S4: (16, 5, 5, n)
     t = _conv_tanh(t, f["C5"], f["C5.b"], 5).reshape(120, n)  # (120, 1, 1, n) -> (120, n)

@@ -27,7 +27,7 @@ def forward(x, params, centres):
     x = np.asarray(x, dtype=centres.dtype)
     check_input(x)
     c = {}
-    h = np.ascontiguousarray(x.reshape(n, 32 * 32).T).reshape(1, 32, 32, n)  # (N,1,32,32) -> (1,32,32,N)
+    h = L.batch_last(x)  # (N,1,32,32) -> (1,32,32,N)
     a, c["C1"] = Win.conv_forward(h, p["C1.weight"], p["C1.bias"])  # (24, 14*14*N): C1 by 2x2 window
     h, c["C1f"] = L.squash_forward(a)
     a, c["S2"] = Win.subsample_forward(h, p["S2.coef"], p["S2.bias"], (6, 14, 14, n))  # (6,14,14,N)

@@ -248,3 +248,10 @@ def test_squash_backward_is_bitwise_dout_times_the_derivative(dtype):
     out, cache = L.squash_forward(rng.standard_normal((6, 28, 28, 5)).astype(dtype))
     dout = rng.standard_normal(out.shape).astype(dtype)
     assert L.squash_backward(dout, cache).tobytes() == (dout * L.squash_derivative(cache["out"])).tobytes()
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 32, 32), (5, 1, 32, 32), (64, 1, 32, 32), (3, 2, 4, 6)])
+def test_batch_last_is_the_transpose(shape):
+    x = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+    got = L.batch_last(x)
+    assert got.flags.c_contiguous and np.array_equal(got, x.transpose(1, 2, 3, 0))
