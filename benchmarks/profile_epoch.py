@@ -41,7 +41,7 @@ import lenet5.nn.window as Win  # noqa: E402
 import lenet5.parallel.pool as pool_mod  # noqa: E402
 import lenet5.training.loop as loop  # noqa: E402
 import lenet5.training.batches as batches_mod  # noqa: E402
-import lenet5.data.warp as warp_mod  # noqa: E402
+import lenet5.nn.warp as warp_mod  # noqa: E402
 from lenet5.cli.bench import random_data  # noqa: E402
 from lenet5.pipeline.config import load_params  # noqa: E402
 from lenet5.training.sdlm import sdlm_update, step_sizes  # noqa: E402

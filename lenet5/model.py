@@ -4,7 +4,7 @@
 ``LeNet5`` holds the 60,000 trainable parameters in ``params`` (name -> ndarray), runs the forward
 pass, the gradient backprop and the Gauss-Newton curvature backprop of Appendix C on batches split
 across ``threads`` processes, and saves/loads itself as ``.npz`` without pickle. A gradient call
-may also be given the distortions of its images (``data/warp.py``): each process then resamples the
+may also be given the distortions of its images (``nn/warp.py``): each process then resamples the
 images of its own chunk before computing on them.
 """
 
@@ -12,7 +12,7 @@ import functools
 
 import numpy as np
 
-from .data.warp import warp_except
+from .nn.warp import warp_except
 from .errors import Lenet5Error
 from .nn.architecture import CLASSES, DTYPES, INPUT_SHAPE, PARAM_SHAPES, c3_mask, init_params
 from .nn.architecture import num_params, outside_table_i
@@ -120,7 +120,7 @@ class LeNet5:
 
         ``warp``: None, or the distortions of x's images, ``(mats (N, 2, 3) or None, keep (N,) bools or
         None)`` as ``training/batches.draw`` gives them: the gradient is then that of
-        ``warp_except(x, mats, keep)`` (``data/warp.py``), each process resampling its own images.
+        ``warp_except(x, mats, keep)`` (``nn/warp.py``), each process resampling its own images.
         """
         return self._map("grads", x, np.asarray(labels), criterion, j, warp)
 

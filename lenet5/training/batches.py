@@ -2,7 +2,7 @@
 
 ``draw`` is the one way a batch's distortions are drawn (``random_affine``, then
 ``draw_originals``), from the run's generator in batch order, so a pass is the same for a given
-seed. The drawn plan ``(mats, keep)`` is applied by ``data/warp.warp_except``: by ``augment`` here
+seed. The drawn plan ``(mats, keep)`` is applied by ``nn/warp.warp_except``: by ``augment`` here
 (the curvature sample before each epoch), and for the mini-batches inside ``LeNet5``'s gradient
 call, where each process resamples the images of its own chunk (``model.py``) instead of this
 process resampling the whole batch while the others wait. Each image is resampled on its own, so
@@ -15,7 +15,7 @@ of 20,000 images at params.yaml's defaults took 2.41-2.45 s with it and 1.86-2.0
 (``lenet5 bench --images 20000 --pipeline``, runs alternated).
 """
 
-from ..data.warp import warp_except
+from ..nn.warp import warp_except
 from .distort import draw_originals, random_affine
 
 

@@ -3,7 +3,7 @@
 LeNet-5 was also trained on distorted copies of the digits: "planar affine transformations"
 combining horizontal and vertical translation, scaling, squeezing and horizontal shearing.
 This module draws such transforms (``random_affine``) and distorts a batch with them
-(``distort_batch``: the draws, then ``data/warp.affine_warp``'s bilinear resampling). The paper's
+(``distort_batch``: the draws, then ``nn/warp.affine_warp``'s bilinear resampling). The paper's
 training set held the 60,000 originals beside 540,000 distortions; ``keep_originals`` puts such a
 share of undistorted digits back into a distorted batch (``draw_originals`` draws which).
 Coordinates follow the image: ``x`` is the column index, ``y`` the row index (pointing down).
@@ -11,7 +11,7 @@ Coordinates follow the image: ``x`` is the column index, ``y`` the row index (po
 
 import numpy as np
 
-from ..data.warp import affine_warp
+from ..nn.warp import affine_warp
 from ..errors import Lenet5Error
 
 

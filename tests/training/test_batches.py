@@ -10,7 +10,7 @@ import pytest
 from conftest import committed_params
 from lenet5.pipeline.config import params_from_dict
 from lenet5.training.distort import distort_batch, keep_originals
-from lenet5.data.warp import warp_except
+from lenet5.nn.warp import warp_except
 from lenet5.training.batches import augment, batches, draw
 
 DISTORT = params_from_dict(committed_params()).distort

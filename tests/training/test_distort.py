@@ -1,4 +1,4 @@
-"""Tests for lenet5.training.distort (random affine distortions) and lenet5.data.warp (bilinear resampling).
+"""Tests for lenet5.training.distort (random affine distortions) and lenet5.nn.warp (bilinear resampling).
 
 The vectorised warp is checked against a plain loop sampler written here, against exact integer
 shifts, and the drawn matrices are decomposed back into their parameters to check the ranges.
@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from lenet5.data import warp
+from lenet5.nn import warp
 from lenet5.training import distort
 from lenet5.training.distort import affine_warp, distort_batch, random_affine
 from lenet5.errors import Lenet5Error
