@@ -18,6 +18,7 @@ from lenet5 import LeNet5
 from lenet5.errors import Lenet5Error
 from lenet5.parallel.chunks import MIN_CHUNK, spans
 from lenet5.model import SPEC
+from lenet5.parallel import pool as pool_mod
 from lenet5.parallel.pool import _POOLS
 
 
@@ -115,6 +116,20 @@ def test_each_process_distorting_its_own_images_gives_the_same_bytes(threads, dt
     assert all(g1[k].tobytes() == g2[k].tobytes() for k in g1)
     l3 = net.loss_grads_and_outputs(x, labels, "map", 1.0)[0]
     assert l3 != l1  # the warp was applied
+
+
+def test_workers_answer_while_watching_and_after_sleeping_and_count_every_message():
+    """A worker watches a shared counter for ``SPIN`` seconds after each reply, then sleeps in its
+    pipe read: commands must be answered in both states, and the counters must stay in step."""
+    x, labels = batch(64, seed=6)
+    net = LeNet5(seed=0, dtype="float64", threads=2)
+    first = net.loss_and_grads(x, labels)[0]
+    assert net.loss_and_grads(x, labels)[0] == first  # at once: the worker is still watching
+    time.sleep(10 * pool_mod.SPIN)
+    assert net.loss_and_grads(x, labels)[0] == first  # after it went to sleep
+    (pool,) = [p for key, p in _POOLS.items() if key[0] is SPEC and key[1] == 1 and key[2] == "float64"]
+    sent, replied = pool.counters[0]
+    assert sent == replied >= 3
 
 
 ORPHAN = """
