@@ -89,9 +89,10 @@ class LeNet5:
         self.rbf_centres = rbf_centres(self.dtype)
         self.threads = threads  # CPU cores to use: each batch is split across this many processes
 
-    def _map(self, op, x, labels=None, criterion="mse", j=0.1, warp=None):
+    def _map(self, op, x, labels=None, criterion="mse", j=0.1, warp=None, while_waiting=None):
         extra = None if warp is None or warp[0] is None else _pack_warp(*warp)
-        return combine(map_chunks(SPEC, op, self.params, x, labels, criterion, float(j), self.threads, extra))
+        return combine(map_chunks(SPEC, op, self.params, x, labels, criterion, float(j), self.threads, extra,
+                                  while_waiting))
 
     def forward(self, x, batch_size=None):
         """RBF penalties y ``(N, 10)`` (squared distances; smaller is better) for x ``(N, 1, 32, 32)``,
@@ -115,14 +116,17 @@ class LeNet5:
         loss, grads, _ = self.loss_grads_and_outputs(x, labels, criterion, j)
         return loss, grads
 
-    def loss_grads_and_outputs(self, x, labels, criterion="mse", j=0.1, warp=None):
+    def loss_grads_and_outputs(self, x, labels, criterion="mse", j=0.1, warp=None, while_waiting=None):
         """As ``loss_and_grads``, also returning the penalties y ``(N, 10)`` (for on-the-fly error).
 
         ``warp``: None, or the distortions of x's images, ``(mats (N, 2, 3) or None, keep (N,) bools or
         None)`` as ``training/batches.draw`` gives them: the gradient is then that of
         ``warp_except(x, mats, keep)`` (``nn/warp.py``), each process resampling its own images.
+        ``while_waiting``: None, or a function of no arguments called once, when this process has
+        computed its share and the other processes may still be computing theirs (the training loop
+        draws the next batch there).
         """
-        return self._map("grads", x, np.asarray(labels), criterion, j, warp)
+        return self._map("grads", x, np.asarray(labels), criterion, j, warp, while_waiting)
 
     def curvature(self, x):
         """Per-parameter h_kk, averaged over the patterns of x (eqs. 23-27, Gauss-Newton)."""

@@ -83,14 +83,17 @@ def resolve_threads(threads):
     return int(threads) or len(os.sched_getaffinity(0))
 
 
-def map_chunks(spec, op, params, x, labels=None, criterion="mse", j=0.1, threads=1, extra=None):
+def map_chunks(spec, op, params, x, labels=None, criterion="mse", j=0.1, threads=1, extra=None,
+               while_waiting=None):
     """``[(fraction, spec.compute(op, chunk...)), ...]`` over the chunks of x, in order; the workers'
     arrays are views of the shared memory, to be combined before the next call (``chunks.combine``).
 
     ``fraction`` is the chunk's share of the batch, the weight of its mean. One chunk runs here;
     with more, chunks 2, 3, ... run in worker processes while this process computes the first.
     x and ``extra`` (None, or ``(N, spec.extra)`` values that go with the samples) are converted to
-    the dtype of ``params``; shapes are checked before any worker starts.
+    the dtype of ``params``; shapes are checked before any worker starts. ``while_waiting`` (a
+    function of no arguments) is called once, after this process's chunk, while the workers finish
+    theirs; if it raises, the workers' replies are collected first.
     """
     dtype = next(iter(params.values())).dtype
     n = len(x)
@@ -105,7 +108,10 @@ def map_chunks(spec, op, params, x, labels=None, criterion="mse", j=0.1, threads
             raise ValueError(f"extra must have shape ({n}, {spec.extra}) to match the images, got {extra.shape}")
     pieces = spans(threads, n)  # (start, stop) per chunk
     if len(pieces) == 1:
-        return [(1.0, spec.compute(op, x, labels, params, criterion, j, extra))]
+        result = spec.compute(op, x, labels, params, criterion, j, extra)
+        if while_waiting is not None:
+            while_waiting()
+        return [(1.0, result)]
     pool = _pool(spec, len(pieces) - 1, max(b - a for a, b in pieces), dtype)
 
     def part(a, b):
@@ -116,6 +122,8 @@ def map_chunks(spec, op, params, x, labels=None, criterion="mse", j=0.1, threads
     x0, labels0, extra0 = part(*pieces[0])
     try:
         first = spec.compute(op, x0, labels0, params, criterion, j, extra0)
+        if while_waiting is not None:
+            while_waiting()
     except BaseException:  # bad arguments, Ctrl-C: collect the workers' replies before leaving
         pool.drain()
         raise

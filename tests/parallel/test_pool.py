@@ -132,6 +132,22 @@ def test_workers_answer_while_watching_and_after_sleeping_and_count_every_messag
     assert sent == replied >= 3
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_while_waiting_runs_once_per_call_and_its_error_leaves_the_pool_usable(threads):
+    x, labels = batch(64, seed=7)
+    net = LeNet5(seed=0, dtype="float64", threads=threads)
+    calls = []
+    loss = net.loss_grads_and_outputs(x, labels, while_waiting=lambda: calls.append(1))[0]
+    assert calls == [1]
+
+    def fails():
+        raise RuntimeError("drawing the next batch failed")
+
+    with pytest.raises(RuntimeError, match="next batch"):
+        net.loss_grads_and_outputs(x, labels, while_waiting=fails)
+    assert net.loss_grads_and_outputs(x, labels)[0] == loss  # the workers' replies were collected
+
+
 ORPHAN = """
 import time, numpy as np
 from lenet5 import LeNet5
