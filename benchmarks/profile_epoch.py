@@ -5,7 +5,8 @@ Part 1, the pipeline's epoch: ``fit`` for one epoch at params.yaml's ``train:``/
 images of MNIST's shape, with timers wrapped around what the epoch loop calls. ``gradient`` is the
 whole batch call; inside it, ``own chunk`` is this process's share, ``wait for worker`` the time it
 then waits for the other process, ``copies + pipes`` the rest (weights and images into shared
-memory, JSON commands, results copied back, chunks combined). User and system CPU seconds and page
+memory, JSON commands, results copied back, chunks combined, and the next batch's images gathered
+and distortions drawn while the worker finishes, whose draws are also timed apart). User and system CPU seconds and page
 faults are given for this process and for the worker (from ``/proc``; the worker is forked before the timed epoch).
 
 Part 2, per layer: the same epoch and a bare batch-256 epoch (forward, backward, SDLM update) in ONE
@@ -136,7 +137,7 @@ def patch_loop():
     warp_mod.affine_warp = timed(warp_mod.affine_warp, lambda *a, **k: "distortions: resampling (own chunk)")
     loop.sdlm_update = timed(loop.sdlm_update, lambda *a, **k: "SDLM update")
     loop.save_checkpoint = timed(loop.save_checkpoint, lambda *a: "checkpoint write (not in the epoch's seconds)")
-    for name, label in (("loss_grads_and_outputs", "gradient: copies + pipes + combine"),
+    for name, label in (("loss_grads_and_outputs", "gradient: copies + pipes + combine + next batch"),
                         ("curvature", "curvature estimate: copies + pipes"),
                         ("predict", "test pass (10,000 images): copies + pipes")):
         setattr(model_mod.LeNet5, name, timed(getattr(model_mod.LeNet5, name), lambda *a, _l=label, **k: _l))

@@ -12,13 +12,13 @@ import functools
 
 import numpy as np
 
-from .nn.warp import warp_except
 from .errors import Lenet5Error
 from .nn.architecture import CLASSES, DTYPES, INPUT_SHAPE, PARAM_SHAPES, c3_mask, init_params
 from .nn.architecture import num_params, outside_table_i
 from .nn.bitmaps import rbf_centres
 from .nn.infer import fold, infer
 from .nn.network import curvature, loss_grads
+from .nn.warp import warp_except
 from .parallel.chunks import PIECE, combine, mean_over_pieces
 from .parallel.pool import Spec, map_chunks
 from .store.npz import load_arrays, save_arrays
@@ -48,8 +48,9 @@ def _pack_warp(mats, keep):
 def _unpack_warp(x, rows):
     """x ``(n, 1, 32, 32)`` resampled as ``rows`` ``(n, WARP_VALUES)`` say (``warp_except``).
 
-    The rows travel in the weights' dtype; the warp computes coordinates in the images' dtype (the
-    same), so a float32 copy of a float64 matrix resamples to the same bytes.
+    The rows travel in the weights' dtype, which is then the images' dtype too (``LeNet5._map``);
+    the warp computes coordinates in that dtype, so a float32 copy of a float64 matrix resamples to
+    the same bytes.
     """
     return warp_except(x, rows[:, :6].reshape(-1, 2, 3), rows[:, 6] != 0)  # (n, 6) -> (n, 2, 3)
 
@@ -90,7 +91,13 @@ class LeNet5:
         self.threads = threads  # CPU cores to use: each batch is split across this many processes
 
     def _map(self, op, x, labels=None, criterion="mse", j=0.1, warp=None, while_waiting=None):
-        extra = None if warp is None or warp[0] is None else _pack_warp(*warp)
+        extra = None
+        if warp is not None and warp[0] is not None:
+            x = np.asarray(x)
+            if x.dtype == self.dtype:  # resampled by each process, for its own images
+                extra = _pack_warp(*warp)
+            else:  # resampled here, in the images' own dtype, before they are converted
+                x = warp_except(x, *warp)
         return combine(map_chunks(SPEC, op, self.params, x, labels, criterion, float(j), self.threads, extra,
                                   while_waiting))
 
@@ -121,7 +128,8 @@ class LeNet5:
 
         ``warp``: None, or the distortions of x's images, ``(mats (N, 2, 3) or None, keep (N,) bools or
         None)`` as ``training/batches.draw`` gives them: the gradient is then that of
-        ``warp_except(x, mats, keep)`` (``nn/warp.py``), each process resampling its own images.
+        ``warp_except(x, mats, keep)`` (``nn/warp.py``, in x's dtype): each process resamples its
+        own images when x has the weights' dtype, else x is resampled here first.
         ``while_waiting``: None, or a function of no arguments called once, when this process has
         computed its share and the other processes may still be computing theirs (the training loop
         draws the next batch there).

@@ -43,12 +43,16 @@ def _frame_index(F, C):
     transpose ``(36C, 4F)`` flattened.
     """
     size = F * C * 25
-    take = _frame(np.arange(1, size + 1).reshape(F, C, 5, 5)) - 1  # 1-based so that the zeros stand out
+    kernels = np.arange(1, size + 1).reshape(F, C, 5, 5)  # (F*C*25,) -> (F, C, 5, 5), 1-based: the zeros stand out
+    take = _frame(kernels) - 1  # (4F, 36C)
     take[take < 0] = size
     rows, cols = np.nonzero(take < size)  # every entry of every offset, once
     place = np.empty((4, size), dtype=np.intp)
     place[rows % 4, take[rows, cols]] = cols * (4 * F) + rows  # row (f, dr, ds): offset = row % 4
-    return take, place.reshape(4, F, C, 5, 5)  # (4, F*C*25) -> (4, F, C, 5, 5)
+    place = place.reshape(4, F, C, 5, 5)  # (4, F*C*25) -> (4, F, C, 5, 5)
+    take.setflags(write=False)
+    place.setflags(write=False)  # shared by every call: read-only
+    return take, place
 
 
 def window_weights(w):

@@ -16,10 +16,12 @@ batch 256 trained at 12,200-14,700 images/s with two threads and 16,000-17,800 w
 9,300-10,200 images/s on one thread and 13,800-15,300 as two chunks of 16 in two processes;
 inference at 33,600-47,800 images/s with two threads and 41,700-49,200 with two processes.
 
-Everything large travels through one block of memory shared with the workers (an anonymous ``mmap``
-made before they are forked): the weights, each worker's images and labels, and the results and
-outputs it sends back, and any extra values of its samples (the
-distortions each process applies to its own images, ``model.py``). Commands and replies are short JSON messages over a pipe; nothing is pickled.
+Everything large travels through one block of memory shared with the workers (``shared.py``): the
+weights, each worker's images, labels and any extra values of its samples (the distortions each
+process applies to its own images, ``model.py``), and the results and outputs it sends back.
+Commands and replies are short JSON messages over a pipe; nothing is pickled. Between messages a
+process watches two counters in that memory for a few milliseconds before it sleeps in its pipe
+read, since waking a sleeping process costs more than a message (``shared.py``).
 Each process already computes one chunk on one core, so creating a pool limits BLAS to one thread in
 the calling process, and the workers forked from it inherit that limit (the pipeline's steps and
 ``lenet5 bench`` set the same limit around their work anyway): left at one thread per core, two
@@ -38,30 +40,22 @@ import mmap
 import multiprocessing
 import os
 import signal
-import time
 
 import numpy as np
 
 from ..errors import Lenet5Error
 from .chunks import spans
+from .shared import Layout, await_count, spin_for
 
 _POOLS = {}
-# Bytes of counters per worker at the start of the shared buffer (one cache line): commands sent to
-# it, replies it has sent.
-CONTROL = 64
-# Seconds a process watches those counters before it sleeps in its pipe read. Waking a process that
-# sleeps costs far more on a virtual machine than the transfer: measured on a 2-core VM, a command
-# and its reply took 210 us (median; 600 us at the 90th percentile) between processes that slept in
-# their pipe reads, 20 us (37 us) between processes that watched a counter. A batch of 32 sends one
-# command per worker, so sleeping cost about 5-10 % of a training epoch.
-SPIN = 0.005
 
 
 @dataclasses.dataclass(frozen=True, eq=False)  # hashed by identity: one pool per Spec object
 class Spec:
     """What the pool computes: ``compute(op, x, labels, params, criterion, j, extra)`` on samples of
     ``sample_shape`` with parameters of ``param_shapes``; ``outputs`` values per sample come back as y;
-    ``extra`` is None or ``(n, extra)`` values that come with the samples, in the parameters' dtype.
+    ``extra`` values may come with each sample (``compute``'s ``extra``: None, or ``(n, extra)`` in
+    the parameters' dtype).
     ``compute`` runs in forked processes, so it is any callable (it is never pickled)."""
 
     param_shapes: dict
@@ -118,14 +112,21 @@ def map_chunks(spec, op, params, x, labels=None, criterion="mse", j=0.1, threads
         return x[a:b], None if labels is None else labels[a:b], None if extra is None else extra[a:b]
 
     remote = [part(a, b) for a, b in pieces[1:]]
-    pool.start(op, params, remote, criterion, j)
+    try:
+        pool.start(op, params, remote, criterion, j)
+    except KeyboardInterrupt:  # some commands may be sent, others not: never reuse these workers
+        _discard(pool)
+        raise
     x0, labels0, extra0 = part(*pieces[0])
     try:
         first = spec.compute(op, x0, labels0, params, criterion, j, extra0)
         if while_waiting is not None:
             while_waiting()
     except BaseException:  # bad arguments, Ctrl-C: collect the workers' replies before leaving
-        pool.drain()
+        try:
+            pool.drain()
+        except KeyboardInterrupt:  # interrupted again: replies may be left unread
+            _discard(pool)
         raise
     try:
         results = [first] + pool.finish(op, remote)
@@ -135,63 +136,7 @@ def map_chunks(spec, op, params, x, labels=None, criterion="mse", j=0.1, threads
     return [((b - a) / n, r) for (a, b), r in zip(pieces, results)]
 
 
-class _Layout:
-    """Named views into one shared buffer: the weights, then per worker its inputs and outputs."""
-
-    def __init__(self, spec, workers, capacity, dtype):
-        self.shapes, self.dtype, self.capacity, self.workers = spec.param_shapes, np.dtype(dtype), capacity, workers
-        self.sample_shape, self.outputs, self.extra = tuple(spec.sample_shape), int(spec.outputs), int(spec.extra)
-        self.sample = int(np.prod(self.sample_shape))
-        self.n_params = sum(int(np.prod(s)) for s in self.shapes.values())
-        # images, labels, extra values, y, results
-        self.per_worker = capacity * (self.sample + 1 + self.extra + self.outputs) + self.n_params
-        self.data_size = (self.n_params + workers * self.per_worker) * self.dtype.itemsize
-        self.size = CONTROL * workers + self.data_size  # the counters first, then the data
-
-    def params(self, buf):
-        """The weights, a dict of arrays shaped like ``spec.param_shapes``."""
-        return self._split(self._flat(buf)[:self.n_params])
-
-    def slot(self, buf, worker):
-        """A worker's (images ``(capacity, *sample_shape)``, labels, extra ``(capacity, extra)``,
-        outputs ``(capacity, outputs)``, results shaped like the parameters)."""
-        c, s, e, o = self.capacity, self.sample, self.extra, self.outputs
-        w = self._flat(buf)[self.n_params + worker * self.per_worker:][:self.per_worker]
-        x = w[:c * s].reshape(c, *self.sample_shape)  # (capacity*sample,) -> (capacity, 1, 32, 32)
-        ex = w[c * (s + 1):c * (s + 1 + e)].reshape(c, e)  # (capacity*extra,) -> (capacity, extra)
-        y = w[c * (s + 1 + e):c * (s + 1 + e + o)].reshape(c, o)  # (capacity*outputs,) -> (capacity, outputs)
-        return x, w[c * s:c * (s + 1)], ex, y, self._split(w[c * (s + 1 + e + o):])
-
-    def _flat(self, buf):
-        return np.frombuffer(buf, dtype=self.dtype, count=self.data_size // self.dtype.itemsize,
-                             offset=CONTROL * self.workers)
-
-    def counters(self, buf, worker):
-        """A worker's two counters ``(2,)`` int64: commands sent to it, replies it has sent."""
-        return np.frombuffer(buf, dtype=np.int64, count=2, offset=CONTROL * worker)
-
-    def _split(self, flat):
-        out, i = {}, 0
-        for k, s in self.shapes.items():
-            n = int(np.prod(s))
-            out[k] = flat[i:i + n].reshape(s)  # (n,) -> the parameter's shape
-            i += n
-        return out
-
-
-def _await(counters, k, seen):
-    """Return once ``counters[k] > seen``, or after ``SPIN`` seconds; the caller then reads its pipe,
-    which holds the message already (or blocks until it comes: the counter only says when to look)."""
-    deadline = None
-    while counters[k] <= seen:
-        now = time.perf_counter()
-        if deadline is None:
-            deadline = now + SPIN
-        elif now > deadline:
-            return
-
-
-def _serve(conn, buf, layout, worker, compute, inherited):
+def _serve(conn, buf, layout, worker, compute, inherited, spin):
     """A worker's loop: read a command, compute its chunk, write the results, reply.
 
     ``inherited`` are the parent's ends of every pipe, which the fork copied into this process: they
@@ -204,7 +149,7 @@ def _serve(conn, buf, layout, worker, compute, inherited):
     x, labels, extra, y, out = layout.slot(buf, worker)
     counters, received = layout.counters(buf, worker), 0
     while True:
-        _await(counters, 0, received)  # a command is due soon after a reply: watch for it first
+        await_count(counters, 0, received, spin)  # a command is due soon after a reply: watch first
         try:
             cmd = json.loads(conn.recv_bytes())
         except (EOFError, OSError):
@@ -233,14 +178,15 @@ class ProcessPool:
 
     def __init__(self, spec, workers, capacity, dtype):
         one_blas_thread()  # this process computes a chunk too; the workers forked below inherit it
-        self.layout = _Layout(spec, workers, capacity, dtype)
+        self.layout = Layout(spec, workers, capacity, dtype)
+        self.spin = spin_for(workers)
         self.buf = mmap.mmap(-1, self.layout.size)  # anonymous, shared: the children see every write
         ctx = multiprocessing.get_context("fork")
         self.conns, self.procs = [], []
         for i in range(workers):
             parent, child = ctx.Pipe()
             inherited = [parent, *self.conns, *(c for pool in _POOLS.values() for c in pool.conns)]
-            p = ctx.Process(target=_serve, args=(child, self.buf, self.layout, i, spec.compute, inherited),
+            p = ctx.Process(target=_serve, args=(child, self.buf, self.layout, i, spec.compute, inherited, self.spin),
                             daemon=True, name=f"lenet5-worker-{i}")
             p.start()
             child.close()
@@ -294,7 +240,7 @@ class ProcessPool:
         """Every worker's reply to the last command (None for a worker that died), in order."""
         replies = []
         for conn, counters in zip(self.conns, self.counters):
-            _await(counters, 1, counters[0] - 1)  # this process's chunk is done: watch for the reply first
+            await_count(counters, 1, counters[0] - 1, self.spin)  # this process's chunk is done: watch first
             try:
                 replies.append(json.loads(conn.recv_bytes()))
             except (EOFError, OSError):

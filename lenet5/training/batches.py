@@ -8,11 +8,12 @@ call, where each process resamples the images of its own chunk (``model.py``) in
 process resampling the whole batch while the others wait. Each image is resampled on its own, so
 the images are the same bytes either way (a test checks it).
 
-Batches are drawn in turn, in the loop's thread. A background thread that distorted the next
-batch while the current one trained was measured slower on an idle 2-core machine: with two
-processes sharing each batch, the thread was a third runnable thread on two cores, and the epoch
-of 20,000 images at params.yaml's defaults took 2.41-2.45 s with it and 1.86-2.02 s without
-(``lenet5 bench --images 20000 --pipeline``, runs alternated).
+Batches are drawn in the loop's thread, each one while the worker processes finish the batch
+before it (``loop.py``, through ``map_chunks``' ``while_waiting``): the same draws in the same order,
+at a moment this process would otherwise wait. There is no background thread: with two processes
+sharing each batch on two cores, a thread that distorted the next batch was a third runnable
+thread, and the epoch of 20,000 images took 2.41-2.45 s with it against 1.86-2.02 s without
+(``lenet5 bench --images 20000 --pipeline``, alternated; ``benchmarks/README.md``).
 """
 
 from ..nn.warp import warp_except
@@ -20,7 +21,8 @@ from .distort import draw_originals, random_affine
 
 
 def draw(n, rng, distort):
-    """The distortions of ``n`` images: ``(mats (n, 2, 3) or None, keep (n,) bools or None)``.
+    """The distortions of ``n`` images of 32x32 (the network's input): ``(mats (n, 2, 3) or None,
+    keep (n,) bools or None)``.
 
     ``mats`` are ``random_affine``'s output-to-input matrices (None when distortions are off or all
     their maxima are 0); ``keep`` marks the share ``distort.originals`` left as they are.

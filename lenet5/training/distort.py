@@ -11,8 +11,8 @@ Coordinates follow the image: ``x`` is the column index, ``y`` the row index (po
 
 import numpy as np
 
-from ..nn.warp import affine_warp
 from ..errors import Lenet5Error
+from ..nn.warp import affine_warp
 
 
 def _check_rng(rng) -> None:

@@ -18,7 +18,7 @@ from lenet5 import LeNet5
 from lenet5.errors import Lenet5Error
 from lenet5.parallel.chunks import MIN_CHUNK, spans
 from lenet5.model import SPEC
-from lenet5.parallel import pool as pool_mod
+from lenet5.parallel import shared
 from lenet5.parallel.pool import _POOLS
 
 
@@ -96,10 +96,14 @@ def test_bad_shapes_are_refused_before_any_worker_starts():
                                LeNet5(seed=0, dtype="float64").loss_and_grads(x, labels)[0], rtol=1e-12)
 
 
-@pytest.mark.parametrize("threads, dtype", [(1, "float32"), (2, "float32"), (3, "float64")])
-def test_each_process_distorting_its_own_images_gives_the_same_bytes(threads, dtype):
+@pytest.mark.parametrize("threads, dtype, model_dtype", [(1, "float32", "float32"), (2, "float32", "float32"),
+                                                         (3, "float64", "float64"), (1, "float32", "float64"),
+                                                         (2, "float32", "float64"), (3, "float32", "float64")])
+def test_each_process_distorting_its_own_images_gives_the_same_bytes(threads, dtype, model_dtype):
     """The gradient of distorted images is the same whether this process resamples the batch or each
-    process resamples its own chunk (``warp=``): the training loop's numbers do not depend on it."""
+    process resamples its own chunk (``warp=``): the training loop's numbers do not depend on it.
+    Images of another dtype than the weights (float32 MNIST, float64 training) are resampled in
+    their own dtype either way."""
     from lenet5.pipeline.config import params_from_dict
     from lenet5.training.batches import augment, draw
     from conftest import committed_params
@@ -109,7 +113,7 @@ def test_each_process_distorting_its_own_images_gives_the_same_bytes(threads, dt
     x = x.astype(dtype)
     plan = draw(96, np.random.default_rng(2), distort)
     assert plan[1].any()  # some images are kept as they are, the others resampled
-    net = LeNet5(seed=0, dtype=dtype, threads=threads)
+    net = LeNet5(seed=0, dtype=model_dtype, threads=threads)
     l1, g1, y1 = net.loss_grads_and_outputs(augment(x, np.random.default_rng(2), distort), labels, "map", 1.0)
     l2, g2, y2 = net.loss_grads_and_outputs(x, labels, "map", 1.0, warp=plan)
     assert l1 == l2 and y1.tobytes() == y2.tobytes()
@@ -125,7 +129,7 @@ def test_workers_answer_while_watching_and_after_sleeping_and_count_every_messag
     net = LeNet5(seed=0, dtype="float64", threads=2)
     first = net.loss_and_grads(x, labels)[0]
     assert net.loss_and_grads(x, labels)[0] == first  # at once: the worker is still watching
-    time.sleep(10 * pool_mod.SPIN)
+    time.sleep(10 * shared.SPIN)
     assert net.loss_and_grads(x, labels)[0] == first  # after it went to sleep
     (pool,) = [p for key, p in _POOLS.items() if key[0] is SPEC and key[1] == 1 and key[2] == "float64"]
     sent, replied = pool.counters[0]
@@ -139,13 +143,23 @@ def test_while_waiting_runs_once_per_call_and_its_error_leaves_the_pool_usable(t
     calls = []
     loss = net.loss_grads_and_outputs(x, labels, while_waiting=lambda: calls.append(1))[0]
     assert calls == [1]
+    x2, labels2 = batch(64, seed=8)
+    other = net.loss_grads_and_outputs(x2, labels2)[0]
+    assert other != loss
 
     def fails():
         raise RuntimeError("drawing the next batch failed")
 
     with pytest.raises(RuntimeError, match="next batch"):
         net.loss_grads_and_outputs(x, labels, while_waiting=fails)
-    assert net.loss_grads_and_outputs(x, labels)[0] == loss  # the workers' replies were collected
+    # the failed call's replies were collected: the next call reads its own, not the failed one's
+    assert net.loss_grads_and_outputs(x2, labels2)[0] == other
+
+
+def test_processes_watch_only_when_they_fit_on_the_cpus(monkeypatch):
+    monkeypatch.setattr(shared.os, "sched_getaffinity", lambda pid: {0, 1})
+    assert shared.spin_for(1) == shared.SPIN > 0  # this process and one worker on two CPUs
+    assert shared.spin_for(2) == 0.0  # three processes on two CPUs: sleep at once
 
 
 ORPHAN = """

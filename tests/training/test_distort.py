@@ -244,6 +244,7 @@ def test_background_stays_fill_far_from_the_digit():
         lambda x, r: distort_batch(x.astype(np.uint8), r, **PARAMS),
         lambda x, r: affine_warp(x, np.zeros((3, 2, 3))),
         lambda x, r: affine_warp(x, np.full((4, 2, 3), np.inf)),
+        lambda x, r: affine_warp(x, np.full((4, 2, 3), 1e39)),  # finite in float64, not in float32
         lambda x, r: random_affine(-1, r, **PARAMS),
     ],
 )
