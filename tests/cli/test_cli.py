@@ -6,6 +6,7 @@ except one ``python -m lenet5 --help`` in a subprocess.
 """
 
 import json
+import os
 import subprocess
 import sys
 
@@ -161,3 +162,27 @@ def test_evaluate_without_prepared_data_names_the_step(tmp_path, model):
                     "--model", model[0], "--metrics", tmp_path / "e.json", "--plots", tmp_path / "p")
     one_error_line(result, "none", "preprocess")
     assert not (tmp_path / "e.json").exists()
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="OpenBLAS runs one thread on one CPU anyway")
+def test_evaluate_runs_its_forward_passes_with_blas_on_one_thread(prepared, monkeypatch):
+    """The products' bytes depend on how many threads OpenBLAS splits them over (on this project's
+    machine, 1 thread gave reject_threshold 10.289482 and 2-4 threads 10.289467): evaluate fixes it
+    at one, as training does, instead of taking the machine's CPU count."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    tmp, params, data = prepared
+    LeNet5(seed=0).save(tmp / "m.npz")
+    seen, forward = [], LeNet5.forward
+
+    def recording(self, x, batch_size=None):
+        seen.append(max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"))
+        return forward(self, x, batch_size)
+
+    monkeypatch.setattr(LeNet5, "forward", recording)
+    with threadpool_limits(limits=2, user_api="blas"):  # what OpenBLAS takes by itself on 2 CPUs
+        result = invoke("evaluate", "--params", params, "--data", data, "--model", tmp / "m.npz", "--log",
+                        tmp / "none.csv", "--metrics", tmp / "eval.json", "--confusion", tmp / "c.csv",
+                        "--plots", tmp / "plots")
+    assert result.exit_code == 0, result.output
+    assert seen and set(seen) == {1}, seen
