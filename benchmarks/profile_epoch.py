@@ -133,7 +133,7 @@ def cpu_of(pid):
 
 def patch_loop():
     """Time the epoch loop's steps (fit's own structure is left as it is)."""
-    batches_mod.random_affine = timed(batches_mod.random_affine, lambda *a, **k: "distortions: random draws")
+    batches_mod.draw_affine = timed(batches_mod.draw_affine, lambda *a, **k: "distortions: random draws")
     warp_mod.affine_warp = timed(warp_mod.affine_warp, lambda *a, **k: "distortions: resampling (own chunk)")
     loop.sdlm_update = timed(loop.sdlm_update, lambda *a, **k: "SDLM update")
     loop.save_checkpoint = timed(loop.save_checkpoint, lambda *a: "checkpoint write (not in the epoch's seconds)")

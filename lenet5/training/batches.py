@@ -1,6 +1,6 @@
 """The mini-batches of one pass over the training set, and the distortions drawn for each.
 
-``draw`` is the one way a batch's distortions are drawn (``random_affine``, then
+``draw`` is the one way a batch's distortions are drawn (``draw_affine``, then
 ``draw_originals``), from the run's generator in batch order, so a pass is the same for a given
 seed. The drawn plan ``(mats, keep)`` is applied by ``nn/warp.warp_except``: by ``augment`` here
 (the curvature sample before each epoch), and for the mini-batches inside ``LeNet5``'s gradient
@@ -17,7 +17,7 @@ thread, and the epoch of 20,000 images took 2.41-2.45 s with it against 1.86-2.0
 """
 
 from ..nn.warp import warp_except
-from .distort import draw_originals, random_affine
+from .distort import draw_affine, draw_originals
 
 
 def draw(n, rng, distort):
@@ -29,8 +29,7 @@ def draw(n, rng, distort):
     """
     if not distort.enabled:
         return None, None
-    maxima = {k: float(getattr(distort, k)) for k in ("translate", "scale", "squeeze", "shear")}
-    mats = random_affine(n, rng, **maxima) if any(maxima.values()) else None
+    mats = draw_affine(n, rng, distort.translate, distort.scale, distort.squeeze, distort.shear)
     return mats, draw_originals(n, rng, distort.originals)
 
 

@@ -2,7 +2,8 @@
 
 LeNet-5 was also trained on distorted copies of the digits: "planar affine transformations"
 combining horizontal and vertical translation, scaling, squeezing and horizontal shearing.
-This module draws such transforms (``random_affine``) and distorts a batch with them
+This module draws such transforms (``random_affine``; ``draw_affine`` draws none when every
+maximum is 0) and distorts a batch with them
 (``distort_batch``: the draws, then ``nn/warp.affine_warp``'s bilinear resampling). The paper's
 training set held the 60,000 originals beside 540,000 distortions; ``keep_originals`` puts such a
 share of undistorted digits back into a distorted batch (``draw_originals`` draws which).
@@ -102,13 +103,21 @@ def distort_batch(images, rng, translate, scale, squeeze, shear, fill: float = -
     if images.ndim != 4:
         raise Lenet5Error(f"distort: images must be (N, C, H, W), got shape {images.shape}")
     _check_rng(rng)
-    maxima = dict(translate=float(translate), scale=float(scale), squeeze=float(squeeze), shear=float(shear))
-    if not any(maxima.values()):
+    mats = draw_affine(images.shape[0], rng, translate, scale, squeeze, shear, shape=images.shape[-2:])
+    if mats is None:
         if images.dtype not in (np.float32, np.float64):
             raise Lenet5Error(f"distort: images must be float32/float64, got {images.dtype}")
         return images.copy()
-    mats = random_affine(images.shape[0], rng, **maxima, shape=images.shape[-2:])
     return affine_warp(images, mats, fill)
+
+
+def draw_affine(n, rng, translate, scale, squeeze, shear, *, shape=(32, 32)):
+    """``random_affine``'s ``(n, 2, 3)`` matrices, or None, drawing nothing, when all four maxima
+    are 0 (the images stay as they are)."""
+    maxima = dict(translate=float(translate), scale=float(scale), squeeze=float(squeeze), shear=float(shear))
+    if not any(maxima.values()):
+        return None
+    return random_affine(n, rng, **maxima, shape=shape)
 
 
 def keep_originals(distorted, originals, rng, share) -> np.ndarray:

@@ -93,15 +93,14 @@ def fit(train_x, train_y, test_x, test_y, lr_scale, train, distort, checkpoint_p
         bar = _progress(progress, nb, f"epoch {epoch}/{train.epochs}  lr {eta:.2e}")
         loss_sum, errors = 0.0, 0
         pending = batches(train_x, order, bs, rng, distort)
-        upcoming = next(pending, None)
+        upcoming = [next(pending, None)]  # the next batch, drawn ahead
         try:
             for b in range(nb):
-                (idx, xb, warp), ahead = upcoming, []
+                idx, xb, warp = upcoming.pop()
                 yb = train_y[idx]  # the distortions are applied inside, each process to its own images
                 # the next batch is drawn while the other processes finish this one (same draws, same order)
                 loss, grads, y = net.loss_grads_and_outputs(xb, yb, train.criterion, train.j, warp,
-                                                            while_waiting=lambda: ahead.append(next(pending, None)))
-                upcoming = ahead[0] if ahead else next(pending, None)
+                                                            while_waiting=lambda: upcoming.append(next(pending, None)))
                 if not np.isfinite(loss):
                     raise _diverged(epoch, b + 1, nb, f"loss is {loss}", lr_scale, checkpoint_path)
                 loss_sum += loss * len(idx)
