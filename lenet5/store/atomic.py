@@ -17,8 +17,6 @@ import stat
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import Lenet5Error
 
 
@@ -96,9 +94,3 @@ def write_json(path, obj) -> None:
     """Write ``obj`` as indented JSON (with a final newline) atomically."""
     write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
-
-def save_npz(path, arrays: dict) -> None:
-    """Save a dict of arrays as an uncompressed ``.npz`` atomically (no pickle)."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)

@@ -8,16 +8,22 @@ reading any array: an unexpected member name, a compressed member, a member bigg
 ``MAX_MEMBER`` or whose ``.npy`` header declares more or fewer bytes than it stores, an object
 dtype. Then every name, shape and dtype is checked and the digest recomputed, so a truncated,
 tampered or foreign file is refused with one line instead of being half used.
+
+Files are written member by member with fixed zip fields (stored, dated 1980-01-01, no zip64: a
+member is at most ``MAX_MEMBER`` bytes), so their bytes depend on the arrays alone. ``np.savez``
+forces zip64 headers, whose "version needed" field Python 3.11.2 writes as 20 and 3.11.7 as 45:
+the same weights gave other file bytes, and another ``dvc.lock``, under another Python.
 """
 
 import hashlib
+import io
 import os
 import zipfile
 
 import numpy as np
 
 from ..errors import Lenet5Error
-from .atomic import save_npz
+from .atomic import write_bytes
 from .npyheader import check_header
 
 FORMAT_KEY = "lenet5/format"
@@ -47,7 +53,22 @@ def save_arrays(path, params, extra=None):
     for k, v in (extra or {}).items():
         arrays[STATE + k] = np.asarray(v)
     arrays[DIGEST_KEY] = np.array(digest(arrays))
-    save_npz(path, arrays)
+    write_bytes(path, npz_bytes(arrays))
+
+
+def npz_bytes(arrays) -> bytes:
+    """An uncompressed ``.npz`` of ``arrays`` (name -> array, no pickle), the same bytes under any
+    Python and NumPy that write the same ``.npy`` headers."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as z:
+        for name, a in arrays.items():
+            member = io.BytesIO()
+            np.lib.format.write_array(member, np.asanyarray(a), allow_pickle=False)
+            info = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o600 << 16  # what writestr sets by itself, written out
+            info.create_system = 3  # Unix, on every system
+            z.writestr(info, member.getvalue())
+    return out.getvalue()
 
 
 def _allowed(shapes):
