@@ -13,8 +13,10 @@ Part 2, per layer: the same epoch and a bare batch-256 epoch (forward, backward,
 process (``threads: 1``), with every layer function timed (exclusive times: im2col/col2im are
 counted apart from their convolution; ``gemm + rest`` is the convolution's own time; C1 and C3
 are computed over 2x2 windows, ``nn/window.py``). The distortions are drawn in the loop's thread
-(``training/batches.py``) and each process resamples its own chunk's images (``model.py``): the
-resampling timed here is this process's share (and the curvature sample's).
+(``training/batches.py``); with workers, they resample each next batch while this process
+finishes the current one (``parallel/worker.py``), so the resampling timed here in part 1 is this
+process's share of each pass's first batch and of the curvature sample, and ``wait for the
+batch prepared ahead`` is how long this process waited for the workers' resampling.
 
 Usage: ``python benchmarks/profile_epoch.py [--images N] [--parts 12]`` (timers add ~2 % overhead).
 """
@@ -146,6 +148,8 @@ def patch_loop():
            "infer": "test pass: own chunk"}  # per layer (part 2): what the layers leave (transposes, pieces)
     model_mod.SPEC = dataclasses.replace(model_mod.SPEC, compute=timed(chunk, lambda op, *a: own[op]))
     pool_mod.ProcessPool.__init__ = timed(pool_mod.ProcessPool.__init__, lambda *a: "worker fork (once per run)")
+    pool_mod.ProcessPool.settle = timed(pool_mod.ProcessPool.settle,
+                                        lambda *a: "gradient: wait for the batch prepared ahead")
     pool_mod.ProcessPool.finish = timed(pool_mod.ProcessPool.finish,
                                         lambda self, op, c: own[op].replace("own chunk", "wait for worker + copy back"))
 

@@ -5,7 +5,8 @@
 pass, the gradient backprop and the Gauss-Newton curvature backprop of Appendix C on batches split
 across ``threads`` processes, and saves/loads itself as ``.npz`` without pickle. A gradient call
 may also be given the distortions of its images (``nn/warp.py``): each process then resamples the
-images of its own chunk before computing on them.
+images of its own chunk before computing on them, or, when the previous call announced the batch,
+the worker processes resampled all of it while this process finished that call.
 """
 
 import functools
@@ -20,7 +21,8 @@ from .nn.infer import fold, infer
 from .nn.network import curvature, loss_grads
 from .nn.warp import warp_except
 from .parallel.chunks import PIECE, combine, mean_over_pieces
-from .parallel.pool import Spec, map_chunks
+from .parallel.pool import map_chunks
+from .parallel.spec import Spec
 from .store.npz import load_arrays, save_arrays
 
 
@@ -46,7 +48,8 @@ def _pack_warp(mats, keep):
 
 
 def _unpack_warp(x, rows):
-    """x ``(n, 1, 32, 32)`` resampled as ``rows`` ``(n, WARP_VALUES)`` say (``warp_except``).
+    """x ``(n, 1, 32, 32)`` resampled as ``rows`` ``(n, WARP_VALUES)`` say (``warp_except``); also
+    the pool's ``Spec.prepare``, for batches resampled ahead by the workers.
 
     The rows travel in the weights' dtype, which is then the images' dtype too (``LeNet5._map``);
     the warp computes coordinates in that dtype, so a float32 copy of a float64 matrix resamples to
@@ -76,7 +79,7 @@ def _chunk(op, x, labels, params, criterion, j, warp=None):
 
 
 SPEC = Spec(param_shapes=PARAM_SHAPES, sample_shape=INPUT_SHAPE, outputs=CLASSES, compute=_chunk,
-            extra=WARP_VALUES)
+            extra=WARP_VALUES, prepare=_unpack_warp)
 
 
 class LeNet5:
@@ -89,17 +92,30 @@ class LeNet5:
         self.params = init_params(np.random.default_rng(seed), self.dtype)
         self.rbf_centres = rbf_centres(self.dtype)
         self.threads = threads  # CPU cores to use: each batch is split across this many processes
+        self._ahead = None  # (images, warp, packed rows) of the batch ``while_waiting`` announced
 
     def _map(self, op, x, labels=None, criterion="mse", j=0.1, warp=None, while_waiting=None):
-        extra = None
+        extra, ahead, self._ahead = None, self._ahead, None
         if warp is not None and warp[0] is not None:
             x = np.asarray(x)
-            if x.dtype == self.dtype:  # resampled by each process, for its own images
-                extra = _pack_warp(*warp)
+            if x.dtype == self.dtype:  # resampled by the processes: packed once, when announced
+                extra = ahead[2] if ahead is not None and ahead[0] is x and ahead[1] is warp else _pack_warp(*warp)
             else:  # resampled here, in the images' own dtype, before they are converted
                 x = warp_except(x, *warp)
+        announce = None if while_waiting is None else (lambda: self._announce(while_waiting()))
         return combine(map_chunks(SPEC, op, self.params, x, labels, criterion, float(j), self.threads, extra,
-                                  while_waiting))
+                                  announce))
+
+    def _announce(self, upcoming):
+        """What the workers may prepare from ``while_waiting``'s return value (the next call's
+        ``(images, warp)`` or None): ``(images, packed rows)`` for ``map_chunks``, or None."""
+        if upcoming is None:
+            return None
+        x, warp = upcoming
+        if warp is None or warp[0] is None or not isinstance(x, np.ndarray) or x.dtype != self.dtype:
+            return None
+        self._ahead = (x, warp, _pack_warp(*warp))
+        return x, self._ahead[2]
 
     def forward(self, x, batch_size=None):
         """RBF penalties y ``(N, 10)`` (squared distances; smaller is better) for x ``(N, 1, 32, 32)``,
@@ -132,7 +148,9 @@ class LeNet5:
         own images when x has the weights' dtype, else x is resampled here first.
         ``while_waiting``: None, or a function of no arguments called once, when this process has
         computed its share and the other processes may still be computing theirs (the training loop
-        draws the next batch there).
+        draws the next batch there). It may return the next call's ``(x, warp)``: the worker
+        processes then resample those images while this process finishes the call, and the next
+        call given these same objects (unchanged) starts from them: the same bytes, sooner.
         """
         return self._map("grads", x, np.asarray(labels), criterion, j, warp, while_waiting)
 

@@ -3,9 +3,9 @@
 ``affine_warp`` resamples each image through its own output-to-input matrix; ``warp_except`` does
 the same but leaves chosen images as they are. The random matrices are drawn in
 ``training/distort.py``; resampling lives here, with the network's other math below the model, so
-that each process of a shared batch (``lenet5/parallel``) can resample its own chunk
-(``model.py``): every image is resampled on its own, so the result is the same bytes whichever
-process or chunk resamples it.
+that the processes sharing a batch (``lenet5/parallel``) can resample it (``model.py``): every
+image is resampled on its own, so the result is the same bytes whichever process or chunk
+resamples it.
 
 Pure NumPy, vectorised over the batch; batches are resampled in chunks of ``CHUNK`` images so
 the temporaries stay in cache (about 0.5-1 s per 60,000 32x32 float32 images on one core).

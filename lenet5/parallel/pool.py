@@ -3,11 +3,8 @@
 A batch is cut into contiguous chunks (``chunks.spans``, at most ``threads`` of them); the calling
 process computes the first chunk itself and each worker process one other, and the per-chunk results
 are combined in chunk order. The chunking depends only on the batch size and ``threads``, so a run is
-deterministic for a given ``threads``. What a chunk costs is a ``Spec``'s business: the pool is given
-the parameter shapes, one sample's shape, the number of outputs per sample, the number of extra
-values that may come with each sample, and a function
-``compute(op, x, labels, params, criterion, j, extra) -> (loss, per-parameter dict, y or None)``;
-it never imports the network it runs.
+deterministic for a given ``threads``. What a chunk costs is a ``Spec``'s business (``spec.py``):
+the pool never imports the network it runs.
 
 Why processes and not threads: a training step is hundreds of NumPy calls on arrays of a few
 hundred kB, and threads share one interpreter lock. Measured with 2 cores (``benchmarks/README.md``):
@@ -19,7 +16,9 @@ inference at 33,600-47,800 images/s with two threads and 41,700-49,200 with two 
 Everything large travels through one block of memory shared with the workers (``shared.py``): the
 weights, each worker's images, labels and any extra values of its samples (the distortions each
 process applies to its own images, ``model.py``), and the results and outputs it sends back.
-Commands and replies are short JSON messages over a pipe; nothing is pickled. Between messages a
+Commands and replies are short JSON messages over a pipe (``worker.py``); nothing is pickled. While
+this process finishes a batch, the workers may prepare the next one (``Spec.prepare``: the
+distortions of the training images), so that work leaves the calling process's path. Between messages a
 process watches two counters in that memory for a few milliseconds before it sleeps in its pipe
 read, since waking a sleeping process costs more than a message (``shared.py``).
 Each process already computes one chunk on one core, so creating a pool limits BLAS to one thread in
@@ -34,35 +33,20 @@ the first call that needs one.
 """
 
 import atexit
-import dataclasses
+import collections
 import json
 import mmap
 import multiprocessing
 import os
-import signal
 
 import numpy as np
 
 from ..errors import Lenet5Error
 from .chunks import spans
 from .shared import Layout, await_count, spin_for
+from .worker import serve
 
 _POOLS = {}
-
-
-@dataclasses.dataclass(frozen=True, eq=False)  # hashed by identity: one pool per Spec object
-class Spec:
-    """What the pool computes: ``compute(op, x, labels, params, criterion, j, extra)`` on samples of
-    ``sample_shape`` with parameters of ``param_shapes``; ``outputs`` values per sample come back as y;
-    ``extra`` values may come with each sample (``compute``'s ``extra``: None, or ``(n, extra)`` in
-    the parameters' dtype).
-    ``compute`` runs in forked processes, so it is any callable (it is never pickled)."""
-
-    param_shapes: dict
-    sample_shape: tuple
-    outputs: int
-    compute: object
-    extra: int = 0
 
 
 def one_blas_thread():
@@ -87,8 +71,12 @@ def map_chunks(spec, op, params, x, labels=None, criterion="mse", j=0.1, threads
     x and ``extra`` (None, or ``(N, spec.extra)`` values that go with the samples) are converted to
     the dtype of ``params``; shapes are checked before any worker starts. ``while_waiting`` (a
     function of no arguments) is called once, after this process's chunk, while the workers finish
-    theirs; if it raises, the workers' replies are collected first.
+    theirs; if it raises, the workers' replies are collected first. It may return the next call's
+    ``(x, extra)``: when the Spec has ``prepare``, the workers then prepare all of those samples
+    (``spec.prepare(x, extra)``, ``worker.py``) while this process combines this call's results, and
+    the next call given these same two objects, unchanged, starts from the prepared samples.
     """
+    given = (x, extra)  # the caller's objects: a batch prepared ahead is recognised by them
     dtype = next(iter(params.values())).dtype
     n = len(x)
     x = np.asarray(x, dtype=dtype)
@@ -107,21 +95,22 @@ def map_chunks(spec, op, params, x, labels=None, criterion="mse", j=0.1, threads
             while_waiting()
         return [(1.0, result)]
     pool = _pool(spec, len(pieces) - 1, max(b - a for a, b in pieces), dtype)
-
-    def part(a, b):
-        return x[a:b], None if labels is None else labels[a:b], None if extra is None else extra[a:b]
-
-    remote = [part(a, b) for a, b in pieces[1:]]
     try:
-        pool.start(op, params, remote, criterion, j)
+        area = pool.settle(given)  # the replies to earlier prepare commands: did they prepare this batch?
+        if area is not None:  # every chunk reads its samples from there, their extra values applied
+            x, extra = pool.areas[area][0], None
+        pool.start(op, params, x, labels, extra, pieces[1:], criterion, j, area)
     except KeyboardInterrupt:  # some commands may be sent, others not: never reuse these workers
         _discard(pool)
         raise
-    x0, labels0, extra0 = part(*pieces[0])
+    (a0, b0) = pieces[0]
     try:
-        first = spec.compute(op, x0, labels0, params, criterion, j, extra0)
+        first = spec.compute(op, x[a0:b0], None if labels is None else labels[a0:b0], params, criterion, j,
+                             None if extra is None else extra[a0:b0])
         if while_waiting is not None:
-            while_waiting()
+            ahead = while_waiting()
+            if ahead is not None:
+                pool.prepare(*ahead, busy=area)
     except BaseException:  # bad arguments, Ctrl-C: collect the workers' replies before leaving
         try:
             pool.drain()
@@ -129,52 +118,19 @@ def map_chunks(spec, op, params, x, labels=None, criterion="mse", j=0.1, threads
             _discard(pool)
         raise
     try:
-        results = [first] + pool.finish(op, remote)
+        results = [first] + pool.finish(op, pieces[1:])
     except KeyboardInterrupt:  # replies may be left unread: never reuse these workers
         _discard(pool)
         raise
     return [((b - a) / n, r) for (a, b), r in zip(pieces, results)]
 
 
-def _serve(conn, buf, layout, worker, compute, inherited, spin):
-    """A worker's loop: read a command, compute its chunk, write the results, reply.
-
-    ``inherited`` are the parent's ends of every pipe, which the fork copied into this process: they
-    are closed first, so that when the parent dies its pipe really closes and this loop ends.
-    """
-    for c in inherited:
-        c.close()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    params = layout.params(buf)  # the parent writes the current weights here before each command
-    x, labels, extra, y, out = layout.slot(buf, worker)
-    counters, received = layout.counters(buf, worker), 0
-    while True:
-        await_count(counters, 0, received, spin)  # a command is due soon after a reply: watch first
-        try:
-            cmd = json.loads(conn.recv_bytes())
-        except (EOFError, OSError):
-            return
-        received += 1
-        if cmd["op"] == "stop":
-            return
-        try:
-            n = cmd["n"]
-            lab = labels[:n].astype(np.int64) if cmd["op"] == "grads" else None  # (stored as floats)
-            ex = extra[:n] if cmd["extra"] else None
-            loss, result, y_n = compute(cmd["op"], x[:n], lab, params, cmd["criterion"], cmd["j"], ex)
-            if y_n is not None:
-                y[:n] = y_n
-            for k, v in result.items():
-                out[k][...] = v
-            reply = {"loss": float(loss)}
-        except Exception as e:  # reported to the parent, which raises it
-            reply = {"error": f"{type(e).__name__}: {e}"}
-        conn.send_bytes(json.dumps(reply).encode())
-        counters[1] += 1
-
-
 class ProcessPool:
-    """``workers`` forked processes sharing one buffer with this one (for one thread at a time)."""
+    """``workers`` forked processes sharing one buffer with this one (for one thread at a time).
+
+    Each worker answers its commands in order (``worker.py``); ``owed`` lists, per worker, the
+    commands whose replies this process has not read yet, so a reply is never taken for another's.
+    """
 
     def __init__(self, spec, workers, capacity, dtype):
         one_blas_thread()  # this process computes a chunk too; the workers forked below inherit it
@@ -186,7 +142,7 @@ class ProcessPool:
         for i in range(workers):
             parent, child = ctx.Pipe()
             inherited = [parent, *self.conns, *(c for pool in _POOLS.values() for c in pool.conns)]
-            p = ctx.Process(target=_serve, args=(child, self.buf, self.layout, i, spec.compute, inherited, self.spin),
+            p = ctx.Process(target=serve, args=(child, self.buf, self.layout, i, spec, inherited, self.spin),
                             daemon=True, name=f"lenet5-worker-{i}")
             p.start()
             child.close()
@@ -194,58 +150,107 @@ class ProcessPool:
             self.procs.append(p)
         self.params = self.layout.params(self.buf)
         self.slots = [self.layout.slot(self.buf, i) for i in range(workers)]
+        self.areas = [self.layout.area(self.buf, k) for k in range(2)] if self.layout.ahead else []
         self.counters = [self.layout.counters(self.buf, i) for i in range(workers)]
+        self.owed = [collections.deque() for _ in range(workers)]
+        self.ahead = None  # (x, extra, area) of the batch the workers were last told to prepare
 
-    def start(self, op, params, chunks, criterion, j):
-        """Copy ``params`` and chunk i (``(x, labels or None, extra or None)``) to worker i, and start
-        ``op`` there."""
+    def start(self, op, params, x, labels, extra, pieces, criterion, j, area=None):
+        """Copy ``params`` and, for worker i, the rows ``pieces[i]`` of labels (and of x and extra
+        unless they are read from prepared ``area``), then start ``op`` on them."""
         for k, v in params.items():
             self.params[k][...] = v
-        for (x, labels, extra), (xs, ls, es, _, _) in zip(chunks, self.slots):  # every copy before any command
-            xs[:len(x)] = x
+        for (a, b), (xs, ls, es, _, _) in zip(pieces, self.slots):  # every copy before any command
+            if area is None:
+                xs[:b - a] = x[a:b]
+                if extra is not None:
+                    es[:b - a] = extra[a:b]
             if labels is not None:
-                ls[:len(x)] = labels
-            if extra is not None:
-                es[:len(x)] = extra
-        for conn, counters, (x, _, extra) in zip(self.conns, self.counters, chunks):
-            cmd = {"op": op, "n": len(x), "criterion": criterion, "j": j, "extra": extra is not None}
-            try:
-                conn.send_bytes(json.dumps(cmd).encode())
-            except OSError:
-                self._died()
-            counters[0] += 1
+                ls[:b - a] = labels[a:b]
+        for i, (a, b) in enumerate(pieces):
+            self._send(i, {"op": op, "n": b - a, "criterion": criterion, "j": j, "extra": extra is not None,
+                           "area": area, "offset": a})
 
-    def _died(self):
-        _discard(self)
-        raise Lenet5Error("a worker process died (out of memory?); train.threads: 1 runs without them")
+    def prepare(self, x, extra, busy=None):
+        """Copy the next batch's samples x and ``extra`` values to an area that ``busy`` (the area
+        the current commands read, or None) is not, and have the workers prepare its rows in equal
+        parts after their current command. A batch that the spec cannot prepare, or that does not
+        fit, is left alone (the call that gets it runs as usual)."""
+        x = np.asarray(x)
+        if not self.areas or extra is None or not 0 < len(x) <= self.layout.ahead:
+            return
+        extra = np.asarray(extra)
+        if x.shape[1:] != self.layout.sample_shape or extra.shape != (len(x), self.layout.extra):
+            return
+        k = 1 if busy == 0 else 0
+        xs, es = self.areas[k]
+        xs[:len(x)], es[:len(x)] = x, extra  # converted to the pool's dtype as map_chunks converts them
+        for i, (a, b) in enumerate(spans(len(self.conns), len(x), 1)):
+            self._send(i, {"op": "prepare", "area": k, "start": a, "stop": b})
+        self.ahead = (x, extra, k)
 
-    def finish(self, op, chunks):
-        """Wait for the workers: ``[(loss, results, outputs or None)]``, one per chunk, in order.
+    def settle(self, given):
+        """Read every reply still owed (to prepare commands); return the area that holds ``given``
+        ``(x, extra)`` prepared, if these are the objects last given to ``prepare``, else None."""
+        ahead, self.ahead = self.ahead, None
+        replies = [self._read(i) for i in range(len(self.conns)) for _ in range(len(self.owed[i]))]
+        if None in replies:
+            self._died()
+        if ahead is None or ahead[0] is not given[0] or ahead[1] is not given[1]:
+            return None  # an error in preparing a batch that is not used is not this call's
+        for reply in replies:
+            self._check(reply)
+        return ahead[2]
+
+    def finish(self, op, pieces):
+        """Wait for the workers' replies to the current command: ``[(loss, results, outputs or
+        None)]``, one per chunk, in order.
 
         The arrays are views of the shared memory, valid until the next command: ``map_chunks``'s
         caller combines them at once (``chunks.combine`` makes new arrays), so nothing is copied twice.
         """
-        replies = self.drain()
+        replies = [self._read(i) for i in range(len(pieces))]
         for reply in replies:
-            if reply is None:
-                self._died()
-            if "error" in reply:
-                raise Lenet5Error(f"worker process failed: {reply['error']}")
+            self._check(reply)
         return [(reply["loss"],
                  {} if op == "infer" else dict(out),
-                 None if op == "curvature" else y[:len(x)])
-                for reply, (x, _, _), (_, _, _, y, out) in zip(replies, chunks, self.slots)]
+                 None if op == "curvature" else y[:b - a])
+                for reply, (a, b), (_, _, _, y, out) in zip(replies, pieces, self.slots)]
 
     def drain(self):
-        """Every worker's reply to the last command (None for a worker that died), in order."""
-        replies = []
-        for conn, counters in zip(self.conns, self.counters):
-            await_count(counters, 1, counters[0] - 1, self.spin)  # this process's chunk is done: watch first
-            try:
-                replies.append(json.loads(conn.recv_bytes()))
-            except (EOFError, OSError):
-                replies.append(None)
-        return replies
+        """Read every reply still owed, discarding them (after an error here, or on Ctrl-C): a
+        batch being prepared is then not used."""
+        self.ahead = None
+        for i in range(len(self.conns)):
+            while self.owed[i]:
+                self._read(i)
+
+    def _send(self, i, cmd):
+        try:
+            self.conns[i].send_bytes(json.dumps(cmd).encode())
+        except OSError:
+            self._died()
+        self.counters[i][0] += 1
+        self.owed[i].append(cmd["op"])
+
+    def _read(self, i):
+        """Worker i's next reply (None if it died); watches its reply counter first."""
+        await_count(self.counters[i], 1, int(self.counters[i][0]) - len(self.owed[i]), self.spin)
+        self.owed[i].popleft()
+        try:
+            return json.loads(self.conns[i].recv_bytes())
+        except (EOFError, OSError):
+            return None
+
+    def _check(self, reply):
+        if reply is None:
+            self._died()
+        if "error" in reply:
+            raise Lenet5Error(f"worker process failed: {reply['error']}")
+
+    def _died(self):
+        _discard(self)
+        raise Lenet5Error("a worker process died (out of memory?); train.threads: 1 runs without them")
 
     def close(self):
         """Stop the workers (they also stop by themselves when this process ends)."""

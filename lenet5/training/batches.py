@@ -4,13 +4,14 @@
 ``draw_originals``), from the run's generator in batch order, so a pass is the same for a given
 seed. The drawn plan ``(mats, keep)`` is applied by ``nn/warp.warp_except``: by ``augment`` here
 (the curvature sample before each epoch), and for the mini-batches inside ``LeNet5``'s gradient
-call, where each process resamples the images of its own chunk (``model.py``) instead of this
-process resampling the whole batch while the others wait. Each image is resampled on its own, so
-the images are the same bytes either way (a test checks it).
+call: the worker processes resample the next batch while this process combines the current one's
+gradients and updates the weights (``model.py``, ``parallel/worker.py``; the first batch of a pass
+is resampled by each process for its own chunk). Each image is resampled on its own, so the
+images are the same bytes either way (tests check it).
 
 Batches are drawn in the loop's thread, each one while the worker processes finish the batch
-before it (``loop.py``, through ``map_chunks``' ``while_waiting``): the same draws in the same order,
-at a moment this process would otherwise wait. There is no background thread: with two processes
+before it (``loop.py``, through ``map_chunks``' ``while_waiting``, which hands the drawn batch on to
+be resampled): the same draws in the same order, at a moment this process would otherwise wait. There is no background thread: with two processes
 sharing each batch on two cores, a thread that distorted the next batch was a third runnable
 thread, and the epoch of 20,000 images took 2.41-2.45 s with it against 1.86-2.02 s without
 (``lenet5 bench --images 20000 --pipeline``, alternated; ``benchmarks/README.md``).

@@ -94,13 +94,17 @@ def fit(train_x, train_y, test_x, test_y, lr_scale, train, distort, checkpoint_p
         loss_sum, errors = 0.0, 0
         pending = batches(train_x, order, bs, rng, distort)
         upcoming = [next(pending, None)]  # the next batch, drawn ahead
+
+        def draw_next():
+            """Draw the next batch; its images and distortions go to the workers to resample."""
+            upcoming.append(next(pending, None))
+            return None if upcoming[-1] is None else upcoming[-1][1:]
         try:
             for b in range(nb):
                 idx, xb, warp = upcoming.pop()
-                yb = train_y[idx]  # the distortions are applied inside, each process to its own images
+                yb = train_y[idx]  # the distortions are applied inside, by the worker processes
                 # the next batch is drawn while the other processes finish this one (same draws, same order)
-                loss, grads, y = net.loss_grads_and_outputs(xb, yb, train.criterion, train.j, warp,
-                                                            while_waiting=lambda: upcoming.append(next(pending, None)))
+                loss, grads, y = net.loss_grads_and_outputs(xb, yb, train.criterion, train.j, warp, draw_next)
                 if not np.isfinite(loss):
                     raise _diverged(epoch, b + 1, nb, f"loss is {loss}", lr_scale, checkpoint_path)
                 loss_sum += loss * len(idx)

@@ -217,7 +217,8 @@ def test_results_of_one_call_are_not_changed_by_the_next():
 BLAS_THREADS = """
 import numpy as np
 from threadpoolctl import threadpool_info
-from lenet5.parallel.pool import Spec, map_chunks
+from lenet5.parallel.pool import map_chunks
+from lenet5.parallel.spec import Spec
 
 def blas_threads():
     return max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
