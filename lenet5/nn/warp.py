@@ -76,6 +76,27 @@ def _warp_chunk(images: np.ndarray, mats: np.ndarray, fill) -> np.ndarray:
     return v00
 
 
+def _checked(images, mats, fill):
+    """``(images, mats)`` as arrays, or a one-line ``Lenet5Error`` naming what is wrong."""
+    images = np.asarray(images)
+    mats = np.asarray(mats)
+    if images.ndim != 4 or images.dtype not in (np.float32, np.float64):
+        raise Lenet5Error(
+            f"distort: images must be (N, C, H, W) float32/float64, "
+            f"got {images.shape} {images.dtype}"
+        )
+    N = images.shape[0]
+    if mats.shape != (N, 2, 3) or not np.issubdtype(mats.dtype, np.number):
+        raise Lenet5Error(f"distort: mats must be ({N}, 2, 3) numbers, got {mats.shape}")
+    if not np.all(np.isfinite(mats)):
+        raise Lenet5Error("distort: mats must be finite, got NaN or inf")
+    if np.abs(mats).max(initial=0.0) > MAX_ENTRY:  # keeps every coordinate finite in float32
+        raise Lenet5Error(f"distort: mats entries must lie within +-{MAX_ENTRY:g}, got {np.abs(mats).max():g}")
+    if not np.isfinite(fill):
+        raise Lenet5Error(f"distort: fill must be finite, got {fill!r}")
+    return images, mats
+
+
 def affine_warp(images: np.ndarray, mats: np.ndarray, fill: float = -0.1) -> np.ndarray:
     """Resample each image through its affine matrix with bilinear interpolation.
 
@@ -95,23 +116,8 @@ def affine_warp(images: np.ndarray, mats: np.ndarray, fill: float = -0.1) -> np.
     -------
     ndarray of shape ``(N, C, H, W)``, same dtype as ``images`` (a new array).
     """
-    images = np.asarray(images)
-    mats = np.asarray(mats)
-    if images.ndim != 4 or images.dtype not in (np.float32, np.float64):
-        raise Lenet5Error(
-            f"distort: images must be (N, C, H, W) float32/float64, "
-            f"got {images.shape} {images.dtype}"
-        )
+    images, mats = _checked(images, mats, fill)
     N, C, H, W = images.shape
-    if mats.shape != (N, 2, 3) or not np.issubdtype(mats.dtype, np.number):
-        raise Lenet5Error(f"distort: mats must be ({N}, 2, 3) numbers, got {mats.shape}")
-    if not np.all(np.isfinite(mats)):
-        raise Lenet5Error("distort: mats must be finite, got NaN or inf")
-    if np.abs(mats).max(initial=0.0) > MAX_ENTRY:  # keeps every coordinate finite in float32
-        raise Lenet5Error(f"distort: mats entries must lie within +-{MAX_ENTRY:g}, got {np.abs(mats).max():g}")
-    if not np.isfinite(fill):
-        raise Lenet5Error(f"distort: fill must be finite, got {fill!r}")
-
     planes = images.reshape(N * C, H, W)  # (N*C, H, W)
     plane_mats = np.repeat(mats.astype(np.float64), C, axis=0)  # (N*C, 2, 3)
     out = np.empty_like(planes)
@@ -124,7 +130,11 @@ def affine_warp(images: np.ndarray, mats: np.ndarray, fill: float = -0.1) -> np.
 def warp_except(images, mats, keep=None, fill=-0.1):
     """``affine_warp(images, mats, fill)``, except that the images where ``keep`` ``(N,)`` is true
     are returned as they are (``keep`` None: none are)."""
-    out = affine_warp(images, mats, fill)
-    if keep is not None:
-        out[keep] = images[keep]
+    if keep is None:
+        return affine_warp(images, mats, fill)
+    images, mats = _checked(images, mats, fill)  # every matrix is checked, also those not used
+    out = images.copy()
+    move = ~np.asarray(keep, dtype=bool)
+    if move.any():  # each image is resampled on its own: the kept ones need not be computed at all
+        out[move] = affine_warp(images[move], mats[move], fill)
     return out

@@ -56,3 +56,21 @@ def test_a_batch_resampled_in_two_chunks_gives_the_same_bytes(cut):
     parts = [warp_except(x[a:b], mats[a:b], keep[a:b]) for a, b in ((0, cut), (cut, 32))]
     assert np.concatenate(parts).tobytes() == whole.tobytes()
     assert augment(x, np.random.default_rng(3), DISTORT).tobytes() == whole.tobytes()
+
+
+def test_kept_images_are_not_resampled_but_their_matrices_are_still_checked():
+    """``warp_except`` resamples only the images not kept (each on its own, so the bytes are those of
+    resampling all and putting the kept ones back) and refuses a bad matrix even for a kept image."""
+    from lenet5.errors import Lenet5Error
+    from lenet5.nn.warp import affine_warp
+
+    x = np.random.default_rng(1).uniform(-0.1, 1.175, size=(32, 1, 32, 32)).astype(np.float32)  # (N, 1, 32, 32)
+    mats, keep = draw(32, np.random.default_rng(3), DISTORT)
+    old = affine_warp(x, mats)
+    old[keep] = x[keep]
+    assert warp_except(x, mats, keep).tobytes() == old.tobytes()
+    assert warp_except(x, mats, np.ones(32, bool)).tobytes() == x.tobytes()
+    bad = mats.copy()
+    bad[np.flatnonzero(keep)[0]] = np.nan
+    with pytest.raises(Lenet5Error, match="finite"):
+        warp_except(x, bad, keep)
