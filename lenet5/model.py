@@ -148,9 +148,10 @@ class LeNet5:
         own images when x has the weights' dtype, else x is resampled here first.
         ``while_waiting``: None, or a function of no arguments called once, when this process has
         computed its share and the other processes may still be computing theirs (the training loop
-        draws the next batch there). It may return the next call's ``(x, warp)``: the worker
-        processes then resample those images while this process finishes the call, and the next
-        call given these same objects (unchanged) starts from them: the same bytes, sooner.
+        draws the next batch there). It may return the next call's ``(x, warp)``: when x has the
+        weights' dtype and the next call runs on the same worker processes, they then resample those
+        images while this process finishes the call, and the next call given these same objects
+        (unchanged) starts from them: the same bytes, sooner.
         """
         return self._map("grads", x, np.asarray(labels), criterion, j, warp, while_waiting)
 

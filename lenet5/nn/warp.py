@@ -133,8 +133,11 @@ def warp_except(images, mats, keep=None, fill=-0.1):
     if keep is None:
         return affine_warp(images, mats, fill)
     images, mats = _checked(images, mats, fill)  # every matrix is checked, also those not used
+    keep = np.asarray(keep)
+    if keep.shape != (len(images),) or keep.dtype != bool:
+        raise Lenet5Error(f"distort: keep must be ({len(images)},) booleans, got {keep.shape} {keep.dtype}")
     out = images.copy()
-    move = ~np.asarray(keep, dtype=bool)
+    move = ~keep
     if move.any():  # each image is resampled on its own: the kept ones need not be computed at all
         out[move] = affine_warp(images[move], mats[move], fill)
     return out

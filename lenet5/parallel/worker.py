@@ -1,7 +1,8 @@
 """A worker process's side of a pool: read a command, do it in shared memory, reply.
 
 Commands come as short JSON messages over the worker's pipe, in the order the calling process sent
-them, and each gets exactly one reply (``pool.py`` reads them in the same order):
+them, and each but ``stop`` gets exactly one reply, which names the command's ``op`` (``pool.py``
+reads them in the same order and checks it):
 
 - ``{"op": <compute op>, "n", "criterion", "j", "extra", "area", "offset"}``: compute this worker's
   chunk of n samples with the Spec's ``compute``. The samples are the worker's own slot (images,
@@ -12,8 +13,9 @@ them, and each gets exactly one reply (``pool.py`` reads them in the same order)
   samples by ``spec.prepare(samples, extra)`` (the training loop's distortions: each image is
   resampled on its own, so which process prepares which rows changes no byte). A worker is sent
   this right after a compute command, for the batch after the current one, so it does the work
-  while the calling process combines the results and updates the weights. Reply ``{"prepared": k}``.
-- ``{"op": "stop"}``: return.
+  while the calling process combines the results and updates the weights. Reply
+  ``{"prepared": stop - start}``.
+- ``{"op": "stop"}``: return, without a reply.
 
 Any exception in a command is caught and replied as ``{"error": "Type: message"}``; the caller
 raises it. Between commands the worker watches its command counter for a few milliseconds before it
@@ -60,6 +62,7 @@ def serve(conn, buf, layout, worker, spec, inherited, spin):
                 reply = _compute(cmd, params, slot, areas, spec.compute)
         except Exception as e:  # reported to the parent, which raises it
             reply = {"error": f"{type(e).__name__}: {e}"}
+        reply["op"] = cmd["op"]  # the parent checks that it reads the reply it waits for
         conn.send_bytes(json.dumps(reply).encode())
         counters[1] += 1
 

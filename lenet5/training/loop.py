@@ -102,7 +102,7 @@ def fit(train_x, train_y, test_x, test_y, lr_scale, train, distort, checkpoint_p
         try:
             for b in range(nb):
                 idx, xb, warp = upcoming.pop()
-                yb = train_y[idx]  # the distortions are applied inside, by the worker processes
+                yb = train_y[idx]  # the distortions are applied inside the gradient call (model.py)
                 # the next batch is drawn while the other processes finish this one (same draws, same order)
                 loss, grads, y = net.loss_grads_and_outputs(xb, yb, train.criterion, train.j, warp, draw_next)
                 if not np.isfinite(loss):

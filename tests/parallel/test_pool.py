@@ -132,6 +132,9 @@ def test_workers_answer_while_watching_and_after_sleeping_and_count_every_messag
     time.sleep(10 * shared.SPIN)
     assert net.loss_and_grads(x, labels)[0] == first  # after it went to sleep
     (pool,) = [p for key, p in _POOLS.items() if key[0] is SPEC and key[1] == 1 and key[2] == "float64"]
+    deadline = time.monotonic() + 5  # the worker raises its reply counter just after sending the reply
+    while pool.counters[0][1] != pool.counters[0][0] and time.monotonic() < deadline:
+        time.sleep(0.001)
     sent, replied = pool.counters[0]
     assert sent == replied >= 3
 

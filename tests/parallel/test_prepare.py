@@ -6,6 +6,8 @@ chunk. Results must be the same bytes, the prepared path must really be taken, a
 prepared but not used, or whose preparation failed, must not leak into another call.
 """
 
+import time
+
 import numpy as np
 import pytest
 
@@ -85,7 +87,11 @@ def test_a_batch_prepared_but_not_given_is_dropped(used):
     assert same(net.loss_grads_and_outputs(x3, l3, "map", 1.0, w3), ref)
     assert used == [None]
     (pool,) = [p for key, p in pool_mod._POOLS.items() if key[1] == 1 and key[2] == "float32"]
-    assert all(not owed for owed in pool.owed) and pool.counters[0][0] == pool.counters[0][1]
+    assert all(not owed for owed in pool.owed)  # every reply read, the prepare command's too
+    deadline = time.monotonic() + 5  # the worker raises its reply counter just after sending
+    while pool.counters[0][1] != pool.counters[0][0] and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert pool.counters[0][0] == pool.counters[0][1]
 
 
 def test_a_failed_preparation_is_raised_by_the_call_that_uses_the_batch_only():
@@ -94,7 +100,64 @@ def test_a_failed_preparation_is_raised_by_the_call_that_uses_the_batch_only():
     net = LeNet5(seed=0, threads=2)
     ref = net.loss_grads_and_outputs(x1, l1, "map", 1.0, w1)
     net.loss_grads_and_outputs(x1, l1, "map", 1.0, w1, lambda: (x2, bad))
-    with pytest.raises(Lenet5Error, match="worker process failed: .*finite"):
+    with pytest.raises(Lenet5Error, match="mats must be finite"):  # this process's rows, or a worker's
         net.loss_grads_and_outputs(x2, l2, "map", 1.0, bad)
     net.loss_grads_and_outputs(x1, l1, "map", 1.0, w1, lambda: (x2, bad))
     assert same(net.loss_grads_and_outputs(x1, l1, "map", 1.0, w1), ref)  # another batch: no error
+
+
+def test_a_batch_for_other_workers_is_not_prepared(monkeypatch):
+    """In 3 processes, 48 images make 3 chunks (2 workers) and 40 make 2 (another pool of 1 worker):
+    the 2 workers must not resample a batch that they will not compute."""
+    sent = []
+    prepare = pool_mod.ProcessPool.prepare
+    monkeypatch.setattr(pool_mod.ProcessPool, "prepare", lambda self, *a, **k: sent.append(len(a[0])) or
+                        prepare(self, *a, **k))
+    (x1, l1, w1), (x2, l2, w2), (x3, _, w3) = batches([48, 40, 48], "float32", seed=3)
+    net = LeNet5(seed=0, threads=3)
+    ref = net.loss_grads_and_outputs(x2, l2, "map", 1.0, w2)
+    net.loss_grads_and_outputs(x1, l1, "map", 1.0, w1, lambda: (x2, w2))
+    got = net.loss_grads_and_outputs(x2, l2, "map", 1.0, w2, lambda: (x3, w3))
+    assert same(got, ref) and sent == []  # neither 40 (other pool) nor 48 (from the 1-worker pool)
+
+
+def test_ctrl_c_while_a_prepare_command_is_sent_discards_the_workers(monkeypatch):
+    """A command written but not yet recorded would put every later reply one step off: the pool
+    is replaced, and the next calls give the right bytes."""
+    import json
+
+    data = batches([64, 64, 64], "float32", seed=4)
+    net = LeNet5(seed=1, threads=2)
+    ref = [net.loss_grads_and_outputs(x, labels, "map", 1.0, warp) for x, labels, warp in data]
+    send, armed = pool_mod.ProcessPool._send, [True]
+
+    def interrupted(self, i, cmd):
+        if cmd["op"] == "prepare" and armed and armed.pop():
+            self.conns[i].send_bytes(json.dumps(cmd).encode())
+            raise KeyboardInterrupt  # as if Ctrl-C came between the write and its bookkeeping
+        return send(self, i, cmd)
+
+    monkeypatch.setattr(pool_mod.ProcessPool, "_send", interrupted)
+    (x0, l0, w0), (x1, _, w1) = data[:2]
+    (pool,) = [p for key, p in pool_mod._POOLS.items() if key[1] == 1 and key[2] == "float32"]
+    with pytest.raises(KeyboardInterrupt):
+        net.loss_grads_and_outputs(x0, l0, "map", 1.0, w0, lambda: (x1, w1))
+    assert all(p is not pool for p in pool_mod._POOLS.values())
+    assert all(same(net.loss_grads_and_outputs(x, labels, "map", 1.0, warp), r)
+               for (x, labels, warp), r in zip(data[1:], ref[1:]))
+
+
+def test_a_reply_out_of_step_is_one_lenet5_error_and_the_workers_are_replaced():
+    """A command this process did not record (what an interruption mid-send would leave) gets a
+    reply that the next read takes for another command's: that is caught, not computed on."""
+    import json
+
+    data = batches([64, 64], "float32", seed=5)
+    net = LeNet5(seed=1, threads=2)
+    ref = net.loss_grads_and_outputs(*data[1][:2], "map", 1.0, data[1][2])
+    (pool,) = [p for key, p in pool_mod._POOLS.items() if key[1] == 1 and key[2] == "float32"]
+    pool.conns[0].send_bytes(json.dumps({"op": "prepare", "area": 0, "start": 0, "stop": 1}).encode())
+    with pytest.raises(Lenet5Error, match="replied to 'prepare' when 'grads' was due"):
+        net.loss_grads_and_outputs(*data[0][:2], "map", 1.0, data[0][2])
+    assert all(p is not pool for p in pool_mod._POOLS.values())
+    assert same(net.loss_grads_and_outputs(*data[1][:2], "map", 1.0, data[1][2]), ref)

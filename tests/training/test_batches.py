@@ -74,3 +74,5 @@ def test_kept_images_are_not_resampled_but_their_matrices_are_still_checked():
     bad[np.flatnonzero(keep)[0]] = np.nan
     with pytest.raises(Lenet5Error, match="finite"):
         warp_except(x, bad, keep)
+    with pytest.raises(Lenet5Error, match=r"keep must be \(32,\) booleans, got \(31,\)"):
+        warp_except(x, mats, np.ones(31, bool))  # all kept: nothing to resample, still refused
