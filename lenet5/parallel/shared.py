@@ -25,6 +25,9 @@ import numpy as np
 CONTROL = 64
 # Seconds a process watches the counters before it sleeps in its pipe read.
 SPIN = 0.005
+# Most samples a batch prepared ahead may have (two areas of them: ~8 MB of 32x32 float32 images);
+# a larger batch is prepared by each process for its own chunk, as without the areas.
+AHEAD = 1024
 
 
 def spin_for(workers):
@@ -57,8 +60,9 @@ class Layout:
         self.n_params = sum(int(np.prod(s)) for s in self.shapes.values())
         # images, labels, extra values, y, results
         self.per_worker = capacity * (self.sample + 1 + self.extra + self.outputs) + self.n_params
-        # samples of a whole batch per area (every chunk at capacity), when the spec prepares them
-        self.ahead = capacity * (workers + 1) if spec.prepare is not None else 0
+        # samples of a whole batch per area (every chunk at capacity, at most AHEAD), when the spec
+        # prepares them
+        self.ahead = min(capacity * (workers + 1), AHEAD) if spec.prepare is not None else 0
         self.per_area = self.ahead * (self.sample + self.extra)
         self.data_size = (self.n_params + workers * self.per_worker + 2 * self.per_area) * self.dtype.itemsize
         self.size = CONTROL * workers + self.data_size  # the counters first, then the data

@@ -161,3 +161,21 @@ def test_a_reply_out_of_step_is_one_lenet5_error_and_the_workers_are_replaced():
         net.loss_grads_and_outputs(*data[0][:2], "map", 1.0, data[0][2])
     assert all(p is not pool for p in pool_mod._POOLS.values())
     assert same(net.loss_grads_and_outputs(*data[1][:2], "map", 1.0, data[1][2]), ref)
+
+
+def test_a_batch_larger_than_the_areas_is_resampled_by_each_process(monkeypatch, used):
+    from lenet5.parallel import shared
+
+    pool_mod.close_all()  # pools are made with the areas' size of their time
+    monkeypatch.setattr(shared, "AHEAD", 40)
+    try:
+        data = batches([48, 48, 32], "float32", seed=6)
+        net = LeNet5(seed=2, threads=2)
+        ref = [net.loss_grads_and_outputs(x, labels, "map", 1.0, warp) for x, labels, warp in data]
+        (pool,) = [p for key, p in pool_mod._POOLS.items() if key[1] == 1 and key[2] == "float32"]
+        assert pool.layout.ahead == 40
+        used.clear()
+        assert all(same(a, b) for a, b in zip(ref, chained(net, data)))
+        assert used == [None, None, 0]  # 48 images do not fit in 40 rows; 32 do
+    finally:
+        pool_mod.close_all()
