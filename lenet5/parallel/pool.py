@@ -85,7 +85,8 @@ def map_chunks(spec, op, params, x, labels=None, criterion="mse", j=0.1, threads
         return [(1.0, result)]
     pool = _pool(spec, len(pieces) - 1, max(b - a for a, b in pieces), dtype)
     try:
-        pool.share(params)  # no worker computes now (at most one prepares): copied before waiting for it
+        pool.share(params)  # before waiting for the workers' resampling: only a failed call's chunk can be
+        # computing now, and its results are dropped
         area = pool.settle(given)  # the replies to earlier prepare commands: did they prepare this batch?
         if area is not None:  # every chunk reads its samples from there, their extra values applied
             x, extra = pool.areas[area][0], None
