@@ -52,12 +52,22 @@ def block(net, x, y, order, params, steps, rng, ahead):
     return (time.perf_counter() - t0) / n
 
 
+def count(text):
+    """A command-line count: an integer from 1 to 100,000 (argparse prints one line otherwise)."""
+    n = int(text)
+    if not 1 <= n <= 100_000:
+        raise argparse.ArgumentTypeError(f"expected 1 to 100000, got {n}")
+    return n
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--blocks", type=int, default=60)
-    ap.add_argument("--batches", type=int, default=100)
+    ap.add_argument("--blocks", type=count, default=60)
+    ap.add_argument("--batches", type=count, default=100)
     ap.add_argument("--params", default=str(ROOT / "params.yaml"))
     args = ap.parse_args()
+    if args.blocks < 2:
+        ap.error(f"--blocks must be at least 2 (one of each kind), got {args.blocks}")
     params = load_params(Path(args.params))
     tune_allocator()
     x, y = random_data(20000, 0, params.train.dtype)

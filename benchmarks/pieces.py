@@ -31,10 +31,18 @@ from lenet5.parallel.chunks import PIECE  # noqa: E402
 SIZES = [8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 512, 1000]
 
 
+def count(text):
+    """A command-line count: an integer from 1 to 100,000 (argparse prints one line otherwise)."""
+    n = int(text)
+    if not 1 <= n <= 100_000:
+        raise argparse.ArgumentTypeError(f"expected 1 to 100000, got {n}")
+    return n
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--images", type=int, default=2000)
-    ap.add_argument("sizes", type=int, nargs="*", default=SIZES)
+    ap.add_argument("--images", type=count, default=2000)
+    ap.add_argument("sizes", type=count, nargs="*", default=SIZES)
     args = ap.parse_args()
     tune_allocator()
     net = LeNet5(seed=0, dtype="float32")

@@ -116,7 +116,11 @@ def affine_warp(images: np.ndarray, mats: np.ndarray, fill: float = -0.1) -> np.
     -------
     ndarray of shape ``(N, C, H, W)``, same dtype as ``images`` (a new array).
     """
-    images, mats = _checked(images, mats, fill)
+    return _resample(*_checked(images, mats, fill), fill)
+
+
+def _resample(images, mats, fill):
+    """``affine_warp`` of checked arrays."""
     N, C, H, W = images.shape
     planes = images.reshape(N * C, H, W)  # (N*C, H, W)
     plane_mats = np.repeat(mats.astype(np.float64), C, axis=0)  # (N*C, 2, 3)
@@ -139,5 +143,5 @@ def warp_except(images, mats, keep=None, fill=-0.1):
     out = images.copy()
     move = ~keep
     if move.any():  # each image is resampled on its own: the kept ones need not be computed at all
-        out[move] = affine_warp(images[move], mats[move], fill)
+        out[move] = _resample(images[move], mats[move], fill)
     return out

@@ -11,10 +11,11 @@ images are the same bytes either way (tests check it).
 
 Batches are drawn in the loop's thread, each one while the worker processes finish the batch
 before it (``loop.py``, through ``map_chunks``' ``while_waiting``, which hands the drawn batch on to
-be resampled): the same draws in the same order, at a moment this process would otherwise wait. There is no background thread: with two processes
-sharing each batch on two cores, a thread that distorted the next batch was a third runnable
-thread, and the epoch of 20,000 images took 2.41-2.45 s with it against 1.86-2.02 s without
-(``lenet5 bench --images 20000 --pipeline``, alternated; ``benchmarks/README.md``).
+be resampled): the same draws in the same order, at a moment this process would otherwise wait.
+There is no background thread: with two processes sharing each batch on two cores, a thread that
+distorted the next batch was a third runnable thread, and the epoch of 20,000 images took
+2.41-2.45 s with it against 1.86-2.02 s without (``lenet5 bench --images 20000 --pipeline``,
+alternated; ``benchmarks/README.md``).
 """
 
 from ..nn.warp import warp_except
